@@ -1,0 +1,1 @@
+"""The OAR database: models, connection, schema creation and upgrade."""

@@ -1,0 +1,1 @@
+"""Languages users write: the property expressions and (later) the -l request grammar."""

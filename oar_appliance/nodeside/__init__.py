@@ -1,0 +1,1 @@
+"""What runs on compute nodes: no database access, job data on stdin."""

@@ -1,0 +1,1 @@
+"""The scheduler: a pure Gantt core and the metascheduler adapter."""

@@ -1,0 +1,1 @@
+"""Web views and REST API."""

@@ -70,6 +70,13 @@ class PermissionDeniedError(OarError):
     kind = "permission"
 
 
+class ServerUnreachableError(OarError):
+    """oar-server did not take a notification (it is not running or not reachable)."""
+
+    exit_code = 9
+    kind = "server"
+
+
 #: every error class, in exit code order, for help texts and documentation
 ERROR_CLASSES = (
     UsageError,
@@ -79,4 +86,5 @@ ERROR_CLASSES = (
     NotFoundError,
     ConflictError,
     PermissionDeniedError,
+    ServerUnreachableError,
 )

@@ -12,6 +12,7 @@ through :mod:`oar_appliance.db.properties`, never as model fields.
 """
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     Check,
@@ -413,6 +414,22 @@ ALL_MODELS = (
     JobStateLog, JobType, Resource, ResourceLog, AssignedResource, Queue, Challenge,
     WalltimeChange,
 )
+
+
+
+def _add_sql_defaults(models) -> None:
+    """Give every constant default to the database too (the documented DEFAULTs), so that
+    rows written by plain SQL (admins, bulk paths, other tools) get them as well."""
+    for model in models:
+        for field in model._meta.sorted_fields:
+            value = field.default
+            if isinstance(field, AutoField) or value is None or callable(value):
+                continue
+            literal = str(int(value)) if isinstance(value, int) else "'%s'" % value.replace("'", "''")
+            field.constraints = list(field.constraints or []) + [SQL(f"DEFAULT {literal}")]
+
+
+_add_sql_defaults(ALL_MODELS)
 
 #: tables the read-only database account may not read
 SECRET_TABLES = ("challenges",)

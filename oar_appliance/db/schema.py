@@ -182,17 +182,19 @@ def check(
             if wanted not in live_indexes:
                 problems.append(f"index on {table}({', '.join(wanted)}) is missing")
     if readonly_login and backend_for(db).dialect == "postgresql":
-        problems.extend(_check_readonly_account(db, readonly_login))
+        problems.extend(_check_readonly_account(db, readonly_login, tables))
     return problems
 
 
-def _check_readonly_account(db: peewee.Database, login: str) -> list[str]:
+def _check_readonly_account(db: peewee.Database, login: str, tables: set[str]) -> list[str]:
     role = db.execute_sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
     if not role:
         return [f"read-only account {login} does not exist"]
     problems = []
     for model in ALL_MODELS:
         table = model._meta.table_name
+        if table not in tables:
+            continue  # already reported missing
         can_read = db.execute_sql(
             "SELECT has_table_privilege(%s, %s, 'SELECT')", (login, f"public.{table}")
         ).fetchone()[0]

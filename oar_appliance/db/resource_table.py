@@ -1,0 +1,113 @@
+"""Reading and writing rows of ``resources`` with their run-time property columns.
+
+Properties are columns that admins add and remove while the system runs, so every
+operation here asks the database for the current columns (one cheap catalogue query)
+instead of trusting a model defined at import time: a property added by ``oarproperty``
+is seen by every process at its next operation, without restart.
+Column names reaching SQL are always checked against the live column list and quoted;
+values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import peewee
+
+from .connection import backend_for, quote_identifier
+from .models import Resource
+
+#: columns of ``resources`` that belong to OAR itself and are never properties
+SYSTEM_COLUMNS = frozenset(f.column_name for f in Resource._meta.sorted_fields)
+
+#: largest number of bound parameters put in one statement (SQLite's limit is 32766)
+MAX_PARAMETERS = 30000
+
+
+def columns(db: peewee.Database) -> dict[str, str]:
+    """Every column of ``resources`` -> kind ('int', 'float', 'str'), in table order."""
+    return backend_for(db).columns(db, "resources")
+
+
+def property_columns(db: peewee.Database) -> dict[str, str]:
+    """The property columns only (what ``oarproperty -l`` lists)."""
+    return {name: kind for name, kind in columns(db).items() if name not in SYSTEM_COLUMNS}
+
+
+def _rows(cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _in_list(db: peewee.Database, count: int) -> str:
+    return ", ".join([backend_for(db).placeholder] * count)
+
+
+def select(
+    db: peewee.Database,
+    where: str = "",
+    params: Sequence[Any] = (),
+    order_by: str = '"resource_id"',
+) -> list[dict[str, Any]]:
+    """All columns of the resources matching ``where`` (SQL built by this package only)."""
+    sql = f'SELECT * FROM "resources"'
+    if where:
+        sql += f" WHERE {where}"
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    return _rows(db.execute_sql(sql, list(params)))
+
+
+def ids_clause(db: peewee.Database, ids: Sequence[int]) -> tuple[str, list[int]]:
+    """A WHERE fragment selecting resources by id, with its parameters."""
+    return f'"resource_id" IN ({_in_list(db, len(ids))})', [int(i) for i in ids]
+
+
+def existing_ids(db: peewee.Database, ids: Iterable[int]) -> set[int]:
+    wanted = sorted(set(int(i) for i in ids))
+    found: set[int] = set()
+    for start in range(0, len(wanted), MAX_PARAMETERS):
+        chunk = wanted[start : start + MAX_PARAMETERS]
+        where, params = ids_clause(db, chunk)
+        cursor = db.execute_sql(f'SELECT "resource_id" FROM "resources" WHERE {where}', params)
+        found.update(r[0] for r in cursor.fetchall())
+    return found
+
+
+def insert(db: peewee.Database, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert resources (all rows with the same keys, already checked); return their ids."""
+    if not rows:
+        return []
+    names = list(rows[0].keys())
+    column_sql = ", ".join(quote_identifier(n) for n in names)
+    placeholder = backend_for(db).placeholder
+    one_row = "(" + ", ".join([placeholder] * len(names)) + ")"
+    per_statement = max(1, MAX_PARAMETERS // max(1, len(names)))
+    ids: list[int] = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [row[n] for row in chunk for n in names]
+        sql = (
+            f'INSERT INTO "resources" ({column_sql}) VALUES '
+            + ", ".join([one_row] * len(chunk))
+            + ' RETURNING "resource_id"'
+        )
+        ids.extend(r[0] for r in db.execute_sql(sql, params).fetchall())
+    return sorted(ids)
+
+
+def update(db: peewee.Database, ids: Sequence[int], values: Mapping[str, Any]) -> None:
+    """Set the same column values on every resource of ``ids`` (names already checked)."""
+    if not ids or not values:
+        return
+    assignments = ", ".join(f"{quote_identifier(n)} = {backend_for(db).placeholder}" for n in values)
+    for start in range(0, len(ids), MAX_PARAMETERS):
+        chunk = list(ids[start : start + MAX_PARAMETERS])
+        where, params = ids_clause(db, chunk)
+        db.execute_sql(f'UPDATE "resources" SET {assignments} WHERE {where}', list(values.values()) + params)
+
+
+def delete(db: peewee.Database, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), MAX_PARAMETERS):
+        where, params = ids_clause(db, list(ids[start : start + MAX_PARAMETERS]))
+        db.execute_sql(f'DELETE FROM "resources" WHERE {where}', params)

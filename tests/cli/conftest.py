@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.sqlutil import raw_database
+
 COMMANDS = {
     "oar-database": "oar_database",
     "oarproperty": "oarproperty",
@@ -62,20 +64,14 @@ def cluster(created):
 @pytest.fixture
 def snapshot(db_url):
     """``snapshot()`` returns every table's columns and rows, to compare before/after."""
-    from oar_appliance.db import connection
 
     def take():
-        backend = connection.backend_for_url(db_url)
-        db = backend.open()
-        db.connect()
-        try:
+        with raw_database(db_url) as db:
             state = {}
             for table in sorted(db.get_tables()):
                 columns = tuple(c.name for c in db.get_columns(table))
                 rows = db.execute_sql(f'SELECT * FROM "{table}"').fetchall()
                 state[table] = (columns, sorted(map(repr, rows)))
             return state
-        finally:
-            db.close()
 
     return take

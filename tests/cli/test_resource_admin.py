@@ -10,16 +10,7 @@ import pytest
 import yaml
 
 from oar_appliance.db import connection
-
-
-def rows(db_url, sql, params=()):
-    backend = connection.backend_for_url(db_url)
-    db = backend.open()
-    db.connect()
-    try:
-        return db.execute_sql(sql, list(params)).fetchall()
-    finally:
-        db.close()
+from tests.sqlutil import run_sql
 
 
 # --------------------------------------------------------------------------- the admin's day
@@ -71,11 +62,11 @@ def test_state_changes_are_logged(cluster, db_url):
     oar = cluster
     assert oar("oarnodesetting", "-r", "5", "-s", "Absent").rc == 0
     assert oar("oarnodesetting", "-r", "5", "-s", "Alive").rc == 0
-    log = rows(db_url, "SELECT value, date_stop FROM resource_logs "
+    log = run_sql(db_url, "SELECT value, date_stop FROM resource_logs "
                        "WHERE resource_id = 5 AND attribute = 'state' ORDER BY resource_log_id")
     assert [v for v, _ in log] == ["Alive", "Absent", "Alive"]
     assert log[0][1] > 0 and log[1][1] > 0 and log[2][1] == 0
-    assert rows(db_url, "SELECT state, next_state, state_num FROM resources WHERE resource_id = 5") == [
+    assert run_sql(db_url, "SELECT state, next_state, state_num FROM resources WHERE resource_id = 5") == [
         ("Alive", "UnChanged", 1)]
 
 
@@ -84,7 +75,7 @@ def test_add_one_resource_with_properties(created, db_url):
     result = oar("oarnodesetting", "-a", "-h", "gpu-1", "-p", "cpu=7", "-p", "switch=sw3")
     assert result.rc == 0, result.err
     assert result.lines[0] == "New resource added: 1"
-    assert rows(db_url, 'SELECT network_address, cpu, switch, state, type FROM resources') == [
+    assert run_sql(db_url, 'SELECT network_address, cpu, switch, state, type FROM resources') == [
         ("gpu-1", 7, "sw3", "Alive", "default")]
 
 
@@ -100,13 +91,13 @@ def test_maintenance_and_drain(cluster, db_url):
     oar = cluster
     assert oar("oarnodesetting", "-h", "node-1", "-p", "available_upto=1900000000").rc == 0
     assert oar("oarnodesetting", "-h", "node-1", "-m", "on").rc == 0
-    assert set(rows(db_url, "SELECT state, available_upto FROM resources WHERE host = 'node-1'")) == {("Absent", 0)}
+    assert set(run_sql(db_url, "SELECT state, available_upto FROM resources WHERE host = 'node-1'")) == {("Absent", 0)}
     assert oar("oarnodesetting", "-h", "node-1", "-m", "off").rc == 0
-    assert set(rows(db_url, "SELECT state, available_upto FROM resources WHERE host = 'node-1'")) == {
+    assert set(run_sql(db_url, "SELECT state, available_upto FROM resources WHERE host = 'node-1'")) == {
         ("Alive", 1900000000)}
     assert oar("oarnodesetting", "-r", "3", "-d", "on").rc == 0
-    assert rows(db_url, "SELECT drain FROM resources WHERE resource_id = 3") == [("YES",)]
-    assert rows(db_url, "SELECT value FROM resource_logs WHERE resource_id = 3 AND attribute = 'drain'") == [("YES",)]
+    assert run_sql(db_url, "SELECT drain FROM resources WHERE resource_id = 3") == [("YES",)]
+    assert run_sql(db_url, "SELECT value FROM resource_logs WHERE resource_id = 3 AND attribute = 'drain'") == [("YES",)]
 
 
 def _running_job_on(db_url, resource_id, job_id=42):
@@ -115,18 +106,7 @@ def _running_job_on(db_url, resource_id, job_id=42):
         f"INSERT INTO moldable_job_descriptions (moldable_id, moldable_job_id, moldable_walltime) VALUES ({job_id}, {job_id}, 3600)",
         f"INSERT INTO assigned_resources (moldable_job_id, resource_id) VALUES ({job_id}, {resource_id})",
     ):
-        rows_written(db_url, sql)
-
-
-def rows_written(db_url, sql):
-    backend = connection.backend_for_url(db_url)
-    db = backend.open()
-    db.connect()
-    try:
-        with db.atomic():
-            db.execute_sql(sql)
-    finally:
-        db.close()
+        run_sql(db_url, sql)
 
 
 def test_dead_node_kills_its_jobs_and_no_wait_returns(cluster, db_url):
@@ -135,8 +115,8 @@ def test_dead_node_kills_its_jobs_and_no_wait_returns(cluster, db_url):
     result = oar("oarnodesetting", "-h", "node-2", "-s", "Dead", "-n")
     assert result.rc == 0
     assert "Jobs to kill: 42" in result.out
-    assert rows(db_url, "SELECT frag_id_job, frag_state FROM frag_jobs") == [(42, "LEON")]
-    assert rows(db_url, "SELECT type, job_id FROM event_logs") == [("FRAG_JOB_REQUEST", 42)]
+    assert run_sql(db_url, "SELECT frag_id_job, frag_state FROM frag_jobs") == [(42, "LEON")]
+    assert run_sql(db_url, "SELECT type, job_id FROM event_logs") == [("FRAG_JOB_REQUEST", 42)]
 
 
 def test_absent_waits_for_the_end_of_jobs(cluster, db_url):
@@ -145,7 +125,7 @@ def test_absent_waits_for_the_end_of_jobs(cluster, db_url):
 
     def job_ends():
         time.sleep(1.0)
-        rows_written(db_url, "UPDATE jobs SET state = 'Terminated' WHERE job_id = 42")
+        run_sql(db_url, "UPDATE jobs SET state = 'Terminated' WHERE job_id = 42")
 
     ender = threading.Thread(target=job_ends)
     started = time.monotonic()
@@ -164,18 +144,18 @@ def test_wait_timeout_gives_up_with_an_error(cluster, db_url):
     assert result.rc == 7
     assert result.err.startswith("#ERROR: jobs still hold the resources: 42")
     # the state change itself was made: the admin asked for it and the kill is recorded
-    assert set(rows(db_url, "SELECT state FROM resources WHERE host = 'node-2'")) == {("Absent",)}
+    assert set(run_sql(db_url, "SELECT state FROM resources WHERE host = 'node-2'")) == {("Absent",)}
 
 
 def test_remove_dead_resources(cluster, db_url):
     oar = cluster
     assert oar("oarnodesetting", "-h", "node-4", "-s", "Dead").rc == 0
-    ids = [str(r[0]) for r in rows(db_url, "SELECT resource_id FROM resources WHERE host = 'node-4' ORDER BY 1")]
+    ids = [str(r[0]) for r in run_sql(db_url, "SELECT resource_id FROM resources WHERE host = 'node-4' ORDER BY 1")]
     result = oar("oarremoveresource", *ids)
     assert result.rc == 0, result.err
     assert result.lines[0] == f"Resource {ids[0]} removed."
-    assert rows(db_url, "SELECT COUNT(*) FROM resources") == [(24,)]
-    assert rows(db_url, f"SELECT COUNT(*) FROM resource_logs WHERE resource_id = {ids[0]}") == [(0,)]
+    assert run_sql(db_url, "SELECT COUNT(*) FROM resources") == [(24,)]
+    assert run_sql(db_url, f"SELECT COUNT(*) FROM resource_logs WHERE resource_id = {ids[0]}") == [(0,)]
 
 
 def test_property_rename_and_delete(cluster, db_url):
@@ -185,7 +165,7 @@ def test_property_rename_and_delete(cluster, db_url):
     result = oar("oarproperty", "-r", "cpu_freq,freq")
     assert result.rc == 0 and result.lines == ["Renamed property: cpu_freq to freq"]
     assert json.loads(oar("oarnodes", "-r", "1", "-J").out)["1"]["freq"] == 2400
-    assert rows(db_url, "SELECT attribute FROM resource_logs WHERE resource_id = 1 AND value = '2400'") == [("freq",)]
+    assert run_sql(db_url, "SELECT attribute FROM resource_logs WHERE resource_id = 1 AND value = '2400'") == [("freq",)]
     assert oar("oarproperty", "-d", "freq").rc == 0
     assert "freq" not in oar("oarproperty", "-l").lines
 
@@ -234,22 +214,22 @@ def test_queues(created, db_url):
     assert listed[0] == "queue_name=admin, priority=10, policy=oar_sched_gantt_with_timesharing, state=Active"
     assert "queue_name=night, priority=3, policy=oar_sched_gantt_with_timesharing, state=notActive" in listed
     assert oar("oarnotify", "-D").rc == 0
-    assert set(rows(db_url, "SELECT state FROM queues")) == {("notActive",)}
+    assert set(run_sql(db_url, "SELECT state FROM queues")) == {("notActive",)}
     assert oar("oarnotify", "-E").rc == 0
-    assert set(rows(db_url, "SELECT state FROM queues")) == {("Active",)}
-    rows_written(db_url, "INSERT INTO jobs (job_id, state, queue_name) VALUES (7, 'Waiting', 'night')")
+    assert set(run_sql(db_url, "SELECT state FROM queues")) == {("Active",)}
+    run_sql(db_url, "INSERT INTO jobs (job_id, state, queue_name) VALUES (7, 'Waiting', 'night')")
     refused = oar("oarnotify", "--remove_queue", "night")
     assert refused.rc == 7 and "unfinished jobs (job 7)" in refused.err
-    rows_written(db_url, "UPDATE jobs SET state = 'Terminated' WHERE job_id = 7")
+    run_sql(db_url, "UPDATE jobs SET state = 'Terminated' WHERE job_id = 7")
     assert oar("oarnotify", "--remove_queue", "night").rc == 0
-    assert rows(db_url, "SELECT COUNT(*) FROM queues WHERE queue_name = 'night'") == [(0,)]
+    assert run_sql(db_url, "SELECT COUNT(*) FROM queues WHERE queue_name = 'night'") == [(0,)]
 
 
 def test_check_command_reports_problems(created, db_url, backend_name):
     oar = created
     good = oar("oar-database", "--check")
     assert good.rc == 0 and "is complete" in good.out
-    rows_written(db_url, 'DROP TABLE "files"')
+    run_sql(db_url, 'DROP TABLE "files"')
     bad = oar("oar-database", "--check")
     assert bad.rc == 4
     assert "PROBLEM: table files is missing" in bad.out
@@ -260,6 +240,6 @@ def test_reset_needs_confirmation(cluster, db_url):
     oar = cluster
     refused = oar("oar-database", "--reset")
     assert refused.rc == 2 and "--yes" in refused.err
-    assert rows(db_url, "SELECT COUNT(*) FROM resources") == [(32,)]
+    assert run_sql(db_url, "SELECT COUNT(*) FROM resources") == [(32,)]
     assert oar("oar-database", "--reset", "--yes").rc == 0
-    assert rows(db_url, "SELECT COUNT(*) FROM resources") == [(0,)]
+    assert run_sql(db_url, "SELECT COUNT(*) FROM resources") == [(0,)]

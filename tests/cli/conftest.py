@@ -9,15 +9,6 @@ import pytest
 
 from tests.sqlutil import raw_database
 
-COMMANDS = {
-    "oar-database": "oar_database",
-    "oarproperty": "oarproperty",
-    "oarnodesetting": "oarnodesetting",
-    "oarremoveresource": "oarremoveresource",
-    "oarnodes": "oarnodes",
-    "oarnotify": "oarnotify",
-    "oar-resources-add": "oar_resources_add",
-}
 
 
 @dataclass
@@ -36,7 +27,7 @@ def oar(oar_conf, capsys):
     """``oar("oarnodes", "-s")`` runs a command's main() and returns rc, stdout, stderr."""
 
     def run(command: str, *argv: str) -> Result:
-        module = importlib.import_module(f"oar_appliance.cli.{COMMANDS[command]}")
+        module = importlib.import_module("oar_appliance.cli." + command.replace("-", "_"))
         capsys.readouterr()
         rc = module.main(list(argv))
         captured = capsys.readouterr()

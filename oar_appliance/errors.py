@@ -77,6 +77,20 @@ class ServerUnreachableError(OarError):
     kind = "server"
 
 
+class AdmissionRefused(OarError):
+    """An admission rule refused the submission (or failed)."""
+
+    exit_code = 10
+    kind = "admission"
+
+
+class FeatureDisabledError(OarError):
+    """The feature is turned off in oar.conf."""
+
+    exit_code = 11
+    kind = "disabled"
+
+
 #: every error class, in exit code order, for help texts and documentation
 ERROR_CLASSES = (
     UsageError,
@@ -87,4 +101,6 @@ ERROR_CLASSES = (
     ConflictError,
     PermissionDeniedError,
     ServerUnreachableError,
+    AdmissionRefused,
+    FeatureDisabledError,
 )

@@ -7,7 +7,6 @@ A missing PostgreSQL is an error, never a skip: the suite must exercise both bac
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
 import pytest
@@ -84,7 +83,7 @@ def conf_text_for(db_url: str, extra: str = "") -> str:
 def oar_conf(db_url, tmp_path, monkeypatch):
     """Write an oar.conf for the current backend and point OARCONFFILE at it."""
     path = tmp_path / "oar.conf"
-    path.write_text(conf_text_for(db_url))
+    path.write_text(conf_text_for(db_url) + f'LOG_FILE="{tmp_path}/oar.log"\n')
     monkeypatch.setenv("OARCONFFILE", str(path))
     return path
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import configargparse
 
 from .. import __version__
+from ..accounts import ADMIN_USERS
 from ..conf import DEFAULT_CONF_PATH, Config, load_config
 from ..errors import ERROR_CLASSES, DatabaseError, OarError, PermissionDeniedError, UsageError
 
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: a bug of ours, never the user's fault
 INTERRUPTED_EXIT = 130
 
-#: accounts that administer OAR
-ADMIN_USERS = ("root", "oar")
 
 
 def exit_code_table(extra: Sequence[tuple[int, str]] = ()) -> str:
@@ -66,8 +65,10 @@ def make_parser(prog: str, description: str, short_help: bool = True,
                         help="show this help and exit")
     common.add_argument("-V", "--version", action="version", version=f"OAR appliance {__version__}",
                         help="print the OAR version and exit")
-    common.add_argument("--conf", metavar="FILE", env_var="OARCONFFILE", default=DEFAULT_CONF_PATH,
-                        help=f"oar.conf to read (default {DEFAULT_CONF_PATH})")
+    # OARCONFFILE is read in run_command, not through ConfigArgParse's env_var: that one
+    # inserts the value among the command-line words, before a word like "-1:30"
+    common.add_argument("--conf", metavar="FILE", default=None,
+                        help=f"oar.conf to read (default: $OARCONFFILE, else {DEFAULT_CONF_PATH})")
     return parser
 
 
@@ -122,6 +123,10 @@ class Context:
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        """A ``#WARNING:`` line on stderr: something the user should know, not a failure."""
+        print("#WARNING: " + " ".join(str(text).split()), file=sys.stderr)
 
     def emit(self, data: Any, fmt: str) -> None:
         """Print ``data`` as JSON or YAML (plain types only: no language-specific tags)."""
@@ -178,7 +183,8 @@ def run_command(parser: ArgumentParser, body: Callable[[Any, Context], int],
     ctx = None
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        config = load_config(args.conf, environ=dict(os.environ))
+        conf_path = args.conf or os.environ.get("OARCONFFILE") or DEFAULT_CONF_PATH
+        config = load_config(conf_path, environ=dict(os.environ))
         ctx = Context(config=config, user=caller_name())
         return int(body(args, ctx) or 0)
     except SystemExit as exc:  # --help and --version

@@ -14,14 +14,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import peewee
 
-from .connection import backend_for, quote_identifier
+from . import bulk
+from .connection import backend_for
 from .models import Resource
 
 #: columns of ``resources`` that belong to OAR itself and are never properties
 SYSTEM_COLUMNS = frozenset(f.column_name for f in Resource._meta.sorted_fields)
 
-#: largest number of bound parameters put in one statement (SQLite's limit is 32766)
-MAX_PARAMETERS = 30000
+MAX_PARAMETERS = bulk.MAX_PARAMETERS
 
 
 def columns(db: peewee.Database) -> dict[str, str]:
@@ -39,10 +39,6 @@ def _rows(cursor) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _in_list(db: peewee.Database, count: int) -> str:
-    return ", ".join([backend_for(db).placeholder] * count)
-
-
 def select(
     db: peewee.Database,
     where: str = "",
@@ -50,7 +46,7 @@ def select(
     order_by: str = '"resource_id"',
 ) -> list[dict[str, Any]]:
     """All columns of the resources matching ``where`` (SQL built by this package only)."""
-    sql = f'SELECT * FROM "resources"'
+    sql = 'SELECT * FROM "resources"'
     if where:
         sql += f" WHERE {where}"
     if order_by:
@@ -60,7 +56,7 @@ def select(
 
 def ids_clause(db: peewee.Database, ids: Sequence[int]) -> tuple[str, list[int]]:
     """A WHERE fragment selecting resources by id, with its parameters."""
-    return f'"resource_id" IN ({_in_list(db, len(ids))})', [int(i) for i in ids]
+    return bulk.ids_clause(db, "resource_id", ids)
 
 
 def existing_ids(db: peewee.Database, ids: Iterable[int]) -> set[int]:
@@ -76,35 +72,12 @@ def existing_ids(db: peewee.Database, ids: Iterable[int]) -> set[int]:
 
 def insert(db: peewee.Database, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert resources (all rows with the same keys, already checked); return their ids."""
-    if not rows:
-        return []
-    names = list(rows[0].keys())
-    column_sql = ", ".join(quote_identifier(n) for n in names)
-    placeholder = backend_for(db).placeholder
-    one_row = "(" + ", ".join([placeholder] * len(names)) + ")"
-    per_statement = max(1, MAX_PARAMETERS // max(1, len(names)))
-    ids: list[int] = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        params = [row[n] for row in chunk for n in names]
-        sql = (
-            f'INSERT INTO "resources" ({column_sql}) VALUES '
-            + ", ".join([one_row] * len(chunk))
-            + ' RETURNING "resource_id"'
-        )
-        ids.extend(r[0] for r in db.execute_sql(sql, params).fetchall())
-    return sorted(ids)
+    return bulk.insert_returning(db, "resources", rows, "resource_id")
 
 
 def update(db: peewee.Database, ids: Sequence[int], values: Mapping[str, Any]) -> None:
     """Set the same column values on every resource of ``ids`` (names already checked)."""
-    if not ids or not values:
-        return
-    assignments = ", ".join(f"{quote_identifier(n)} = {backend_for(db).placeholder}" for n in values)
-    for start in range(0, len(ids), MAX_PARAMETERS):
-        chunk = list(ids[start : start + MAX_PARAMETERS])
-        where, params = ids_clause(db, chunk)
-        db.execute_sql(f'UPDATE "resources" SET {assignments} WHERE {where}', list(values.values()) + params)
+    bulk.update_by_ids(db, "resources", "resource_id", list(ids), values)
 
 
 def delete(db: peewee.Database, ids: Sequence[int]) -> None:

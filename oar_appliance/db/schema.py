@@ -16,7 +16,7 @@ import peewee
 
 from ..errors import ConflictError, DatabaseError
 from .connection import Backend, backend_for
-from .models import ALL_MODELS, SECRET_TABLES, Queue, Schema
+from .models import ALL_MODELS, SECRET_TABLES, AdmissionRule, Queue, Schema
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,35 @@ DEFAULT_QUEUES = {
 }
 
 
+#: admission rules of a new database: OAR's documented examples, in Python (the names
+#: they use are described in oar_appliance/admission.py)
+DEFAULT_ADMISSION_RULES: tuple[str, ...] = (
+    '''# Default queue: "default"
+if job.queue is None:
+    job.queue = "besteffort" if job.has_type("besteffort") else "default"
+''',
+    '''# Only oar and root may submit to the admin queue
+if job.queue == "admin" and job.user not in ("oar", "root"):
+    raise AdmissionError("only oar and root may submit jobs to the admin queue")
+''',
+    '''# Besteffort jobs go to the besteffort queue, on resources that accept them
+if job.queue == "besteffort" and not job.has_type("besteffort"):
+    job.types.append("besteffort")
+if job.has_type("besteffort"):
+    job.queue = "besteffort"
+    job.add_property("besteffort = 'YES'")
+''',
+    '''# Interactive jobs may not ask for more than 12 hours
+limit = duration("12:00:00")
+if job.job_type == "INTERACTIVE" and job.cap_walltime(limit):
+    info(f"walltime too big for an interactive job: set to {limit} s")
+''',
+    '''# Default walltime: DEFAULT_JOB_WALLTIME (2 hours)
+job.set_default_walltime(config["DEFAULT_JOB_WALLTIME"])
+''',
+)
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema's history."""
@@ -58,10 +87,13 @@ def _initial_schema(db: peewee.Database, backend: Backend) -> None:
             for name, (prio, policy) in DEFAULT_QUEUES.items()
         ]
     ).execute()
+    AdmissionRule.insert_many(
+        [{"rule": code, "priority": i, "enabled": "YES"} for i, code in enumerate(DEFAULT_ADMISSION_RULES, 1)]
+    ).execute()
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial OAR schema, default properties and queues", _initial_schema),
+    Migration(1, "initial OAR schema, default properties, queues and admission rules", _initial_schema),
 )
 
 

@@ -1,0 +1,239 @@
+"""oarsub: submit a job (or an array of jobs) to OAR."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import time
+
+from .. import submission
+from ..errors import ConflictError, UsageError
+from ..job_request import JobRequest
+from ..lang.request import parse_requests
+from ..notify import notify_server
+from .common import Context, make_parser, run_command
+
+DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def build_parser():
+    parser = make_parser(
+        "oarsub",
+        "Submit a job: a command (or a script with -S) run on the resources of -l, or an\n"
+        "interactive shell (-I).  Prints OAR_JOB_ID=<id> (one line per job of an array,\n"
+        "then OAR_ARRAY_ID=<id>); lines starting with '#' are information.\n"
+        "Example: oarsub -l /nodes=2/core=4,walltime=1:30:00 -p \"cluster='azur'\" ./run.sh",
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument("command", nargs=argparse.REMAINDER,
+                      help="the command and its arguments (everything after it is the command's)")
+    what.add_argument("-I", "--interactive", action="store_true", help="an interactive shell instead of a command")
+    what.add_argument("-C", "--connect", metavar="JOB_ID", help="connect to a running job of yours")
+    what.add_argument("-S", "--scanscript", action="store_true",
+                      help="read '#OAR <option>' lines of the script (the command line wins)")
+    what.add_argument("-d", "--directory", help="launching directory (default: the current one)")
+    what.add_argument("--array", type=int, metavar="N", help="submit N identical jobs (an array)")
+    what.add_argument("--array-param-file", metavar="FILE",
+                      help="one job per line of FILE, the line's words appended to the command")
+    where = parser.add_argument_group("resources and time")
+    where.add_argument("-l", "--resource", action="append", default=[], metavar="REQUEST",
+                       help="resources and walltime, e.g. /nodes=2/core=1,walltime=2:00:00; "
+                            "several -l are alternatives (the first to finish wins)")
+    where.add_argument("-p", "--property", metavar="EXPRESSION", help="restrict every group, e.g. \"switch = 'sw1'\"")
+    where.add_argument("-q", "--queue", help="queue (default: chosen by the admission rules)")
+    where.add_argument("-r", "--reservation", metavar="DATE", help="advance reservation at 'YYYY-MM-DD hh:mm:ss'")
+    where.add_argument("-t", "--type", action="append", default=[], dest="types",
+                       help="job type (besteffort, timesharing, deploy, cosystem, idempotent, container, "
+                            "inner=ID, placeholder=NAME, allow=NAME, noop, token:NAME=N); repeatable")
+    where.add_argument("-a", "--anterior", action="append", default=[], metavar="JOB_ID",
+                       help="start only after this job; repeatable")
+    where.add_argument("--hold", action="store_true", help="submit in the Hold state (oarresume releases it)")
+    where.add_argument("--checkpoint", type=int, default=0, metavar="SECONDS",
+                       help="send the checkpoint signal this long before the walltime")
+    where.add_argument("--signal", type=int, default=12, metavar="NUMBER", help="checkpoint signal (default 12, SIGUSR2)")
+    about = parser.add_argument_group("naming and notification")
+    about.add_argument("-n", "--name", help="job name (letters, digits, '_', '.', '-')")
+    about.add_argument("--project", help="project the job belongs to")
+    about.add_argument("--notify", metavar="METHOD", help="'mail:ADDRESS' or 'exec:COMMAND', optionally after [TAGS]")
+    about.add_argument("-O", "--stdout", metavar="FILE", help="stdout file (default OAR.%%jobid%%.stdout)")
+    about.add_argument("-E", "--stderr", metavar="FILE", help="stderr file (default OAR.%%jobid%%.stderr)")
+    about.add_argument("--resubmit", metavar="JOB_ID", help="submit again a job of yours, with its parameters")
+    keys = parser.add_argument_group("job key (to reach the job's nodes from elsewhere)")
+    keys.add_argument("-k", "--use-job-key", action="store_true", help="generate a job key")
+    keys.add_argument("-i", "--import-job-key-from-file", metavar="FILE", help="use this private key as job key")
+    keys.add_argument("--import-job-key-inline", metavar="KEY", help="use this private key text as job key")
+    keys.add_argument("-e", "--export-job-key-to-file", metavar="FILE",
+                      help="write the job key to FILE (%%jobid%% replaced)")
+    stage = parser.add_argument_group("stage-in")
+    stage.add_argument("-s", "--stagein", metavar="DIR_OR_TGZ", help="stage-in directory or archive")
+    stage.add_argument("--stagein-md5sum", metavar="MD5", help="md5sum of the stage-in archive")
+    output = parser.add_argument_group("output format").add_mutually_exclusive_group()
+    output.add_argument("-J", "--json", dest="output", action="store_const", const="json", help="print JSON")
+    output.add_argument("-Y", "--yaml", dest="output", action="store_const", const="yaml", help="print YAML")
+    output.add_argument("-D", "--dumper", dest="output", action="store_const", const="dumper", help=argparse.SUPPRESS)
+    output.add_argument("-X", "--xml", dest="output", action="store_const", const="xml", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_date(text: str) -> int:
+    for fmt in DATE_FORMATS:
+        try:
+            return int(time.mktime(time.strptime(text.strip(), fmt)))
+        except ValueError:
+            continue
+    raise UsageError(f"invalid date {text!r}: use 'YYYY-MM-DD hh:mm:ss'")
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a number, got {text!r}") from None
+    if value < 1:
+        raise UsageError(f"{what} must be positive, got {text!r}")
+    return value
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def script_directives(path: str) -> list[str]:
+    """The options given by the ``#OAR`` lines of a script."""
+    argv: list[str] = []
+    for number, line in enumerate(_read(path, "script").splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("#OAR"):
+            rest = stripped[4:]
+            if rest and not rest[0].isspace():
+                continue  # e.g. "#OARX": not a directive
+            try:
+                argv.extend(shlex.split(rest))
+            except ValueError as exc:
+                raise UsageError(f"{path}:{number}: malformed #OAR line: {exc}") from None
+    return argv
+
+
+def merge_directives(parser, args):
+    """Options of the script's ``#OAR`` lines, under those of the command line."""
+    script = args.command[0]
+    directive_argv = script_directives(script)
+    if not directive_argv:
+        return args
+    from_script = parser.parse_args(directive_argv)
+    if from_script.command:
+        raise UsageError(f"{script}: #OAR lines may give options only, not a command")
+    defaults = parser.parse_args([])
+    for name, value in vars(from_script).items():
+        if getattr(args, name) == getattr(defaults, name) and value != getattr(defaults, name):
+            setattr(args, name, value)
+    return args
+
+
+def build_request(args, ctx: Context) -> JobRequest:
+    config = ctx.config
+    command = " ".join(args.command)
+    if args.interactive and command:
+        raise UsageError("-I opens a shell: give no command")
+    moldables = parse_requests(args.resource, config["HIERARCHY_LABELS"], config["OARSUB_NODES_RESOURCES"],
+                               config["OARSUB_DEFAULT_RESOURCES"])
+    job = JobRequest(
+        user=ctx.user, command=command, job_type="INTERACTIVE" if args.interactive else "PASSIVE",
+        queue=args.queue, moldables=moldables, properties=args.property, types=list(args.types),
+        name=args.name, project=args.project,
+        directory=os.path.abspath(args.directory) if args.directory else os.getcwd(),
+        stdout=args.stdout, stderr=args.stderr, notify=args.notify,
+        anterior=[_int(a, "-a") for item in args.anterior for a in item.split(",")],
+        reservation=parse_date(args.reservation) if args.reservation else None,
+        checkpoint=args.checkpoint, signal=args.signal, hold=args.hold,
+        use_job_key=args.use_job_key, export_job_key_file=args.export_job_key_to_file,
+        stagein=args.stagein, stagein_md5sum=args.stagein_md5sum,
+        initial_request=shlex.join(["oarsub"] + list(args.raw_argv)),
+    )
+    if args.import_job_key_from_file:
+        job.import_job_key = _read(args.import_job_key_from_file, "job key file")
+    elif args.import_job_key_inline:
+        job.import_job_key = args.import_job_key_inline
+    if args.array_param_file:
+        lines = [line.strip() for line in _read(args.array_param_file, "array parameter file").splitlines()]
+        job.array_params = [line for line in lines if line and not line.startswith("#")]
+        if not job.array_params:
+            raise UsageError(f"{args.array_param_file} holds no parameter line")
+        if args.array is not None and args.array != len(job.array_params):
+            raise UsageError("--array and --array-param-file disagree on the number of jobs")
+        job.array = len(job.array_params)
+    elif args.array is not None:
+        job.array = args.array
+    if args.stagein is not None and not os.path.exists(args.stagein):
+        raise UsageError(f"stage-in {args.stagein} does not exist")
+    return job
+
+
+def run(args, ctx: Context) -> int:
+    if args.output in ("dumper", "xml"):
+        raise UsageError("Perl dumper (-D) and XML (-X) output are not supported: use -J or -Y")
+    if args.connect is not None:
+        raise UsageError("-C (connect to a running job) is not available in this version")
+    if args.resubmit is not None:
+        raise UsageError("--resubmit is not available in this version")
+    if args.scanscript:
+        if not args.command:
+            raise UsageError("-S needs a script")
+        args = merge_directives(build_parser(), args)
+    job = build_request(args, ctx)
+    db = ctx.db
+    submitted = submission.submit(db, job, ctx.config, ctx.now)
+    for message in job.messages:
+        ctx.out(f"#INFO: {message}")
+    if job.export_job_key_file and submitted.private_key:
+        _export_key(job.export_job_key_file, submitted.job_ids[0], submitted.private_key)
+    host, port = ctx.config["SERVER_HOSTNAME"], ctx.config["SERVER_PORT"]
+    delivered = notify_server(host, port, "Qsub")
+    if args.output:
+        ctx.emit({"job_id": submitted.job_ids[0], "job_ids": submitted.job_ids,
+                  "array_id": submitted.array_id}, args.output)
+    else:
+        for job_id in submitted.job_ids:
+            ctx.out(f"OAR_JOB_ID={job_id}")
+        if job.array > 1:
+            ctx.out(f"OAR_ARRAY_ID={submitted.array_id}")
+    if not delivered:
+        ctx.warn(f"the OAR server at {host}:{port} is not running: the job is registered "
+                 "and will be scheduled when it runs")
+    if job.reservation is not None or job.job_type == "INTERACTIVE":
+        ctx.warn("this version does not wait for the server's answer to reservations and "
+                 "interactive jobs: follow the job with oarstat")
+    return 0
+
+
+def _export_key(pattern: str, job_id: int, private_key: str) -> None:
+    path = pattern.replace("%jobid%", str(job_id))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
+            f.write(private_key)
+    except OSError as exc:
+        raise ConflictError(f"job {job_id} is registered, but its key cannot be written to {path}: "
+                            f"{exc.strerror}") from None
+
+
+def main(argv=None) -> int:
+    import sys
+
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+
+    def body(args, ctx):
+        args.raw_argv = raw
+        return run(args, ctx)
+
+    return run_command(parser, body, raw)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 
-import pytest
 import yaml
 
 from oar_appliance.db import connection

@@ -12,7 +12,7 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oar_appliance.errors import ExpressionError

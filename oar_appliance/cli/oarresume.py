@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from .. import job_control
-from ..errors import UsageError
-from .common import Context, error_line, make_parser, parse_int_list, run_command
+from .common import Context, make_parser, run_command
+from .job_selection import act_on_jobs, add_job_selection
 
 
 def build_parser():
@@ -23,39 +21,17 @@ def build_parser():
         "none).  If the server cannot be reached, a '#WARNING:' line says so: the requests\n"
         "stay recorded (exit 0).",
     )
-    parser.add_argument("job_ids", metavar="JOB_ID", nargs="*", help="jobs to resume (also comma-separated)")
-    parser.add_argument("--array", metavar="ARRAY_ID", action="append", default=[],
-                        help="every unfinished job of this array; repeatable")
-    parser.add_argument("--sql", metavar="EXPRESSION",
-                        help="the unfinished jobs matching this expression on the jobs table, "
-                             "e.g. \"project = 'p1'\"")
+    add_job_selection(parser, "resume")
     return parser
 
 
 def run(args, ctx: Context) -> int:
-    ids = parse_int_list(args.job_ids, "a job id")
-    arrays = parse_int_list(args.array, "an array id")
-    if not (ids or arrays or args.sql is not None):
-        raise UsageError("give job ids, --array or --sql (see oarresume --help)")
-    caller = job_control.Caller.of(ctx)
     allowed = ctx.config["USERS_ALLOWED_HOLD_RESUME"]
 
-    def action(job_id):
+    def action(job_id, caller):
         return job_control.request_resume(ctx.db, job_id, caller, ctx.now, users_allowed_hold_resume=allowed)
 
-    batch = job_control.process(ctx.db, caller, action, ids, arrays, args.sql)
-    for error in batch.selection_errors:
-        print(error_line(error.message), file=sys.stderr)
-    for outcome in batch.outcomes:
-        if outcome.error is not None:
-            print(error_line(outcome.error.message), file=sys.stderr)
-        else:
-            ctx.out(f"[{outcome.job_id}] Resume request was sent to the OAR server.")
-    if batch.recorded:
-        warning = job_control.notify(ctx.config, "ChState")
-        if warning:
-            ctx.warn(warning)
-    return batch.exit_code
+    return act_on_jobs(args, ctx, "oarresume", action, "[{}] Resume request was sent to the OAR server.", "ChState")
 
 
 def main(argv=None) -> int:

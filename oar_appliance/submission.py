@@ -23,7 +23,7 @@ import peewee
 from . import admission
 from .db import bulk, resource_table
 from .db.models import Job, Queue
-from .errors import ConflictError, ExpressionError, NotFoundError, UsageError
+from .errors import ConflictError, ExpressionError, NotFoundError, PermissionDeniedError, UsageError
 from .job_request import JobRequest
 from .lang.request import storage_rows
 
@@ -268,6 +268,48 @@ def _write(db: peewee.Database, job: JobRequest, now: int, key_pair: tuple[str, 
         for jid in job_ids
     ])
     return job_ids
+
+
+def request_from_job(db: peewee.Database, job_id: int, user: str) -> JobRequest:
+    """The parameters of an existing job, to submit it again (``oarsub --resubmit``)."""
+    from .accounts import ADMIN_USERS
+    from .db.models import JobDependency, JobResourceDescription, JobResourceGroup, JobType, MoldableJobDescription
+    from .lang.request import from_storage
+
+    old = Job.get_or_none(Job.job_id == job_id)
+    if old is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    if old.job_user != user and user not in ADMIN_USERS:
+        raise PermissionDeniedError(f"job {job_id} is not yours: only its owner, oar or root may resubmit it")
+    if old.job_type == "INTERACTIVE" or old.reservation != "None":
+        raise ConflictError(f"job {job_id} is interactive or a reservation: it cannot be resubmitted")
+    moldables = list(MoldableJobDescription.select().where(MoldableJobDescription.moldable_job_id == job_id)
+                     .order_by(MoldableJobDescription.moldable_id))
+    groups = list(JobResourceGroup.select().where(
+        JobResourceGroup.res_group_moldable_id.in_([m.moldable_id for m in moldables]))
+        .order_by(JobResourceGroup.res_group_id))
+    levels: dict[int, list[tuple[str, int, int]]] = {}
+    for d in JobResourceDescription.select().where(
+            JobResourceDescription.res_job_group_id.in_([g.res_group_id for g in groups])):
+        levels.setdefault(d.res_job_group_id, []).append(
+            (d.res_job_resource_type, d.res_job_value, d.res_job_order))
+    requests = [
+        from_storage(m.moldable_walltime, [
+            (g.res_group_property, levels.get(g.res_group_id, []))
+            for g in groups if g.res_group_moldable_id == m.moldable_id
+        ])
+        for m in moldables
+    ]
+    return JobRequest(
+        user=user, command=old.command or "", job_type=old.job_type, queue=old.queue_name,
+        moldables=requests, properties=old.properties or None,
+        types=[t.type for t in JobType.select().where(JobType.job_id == job_id).order_by(JobType.job_type_id)],
+        name=old.job_name, project=old.project or None, directory=old.launching_directory or "/",
+        stdout=old.stdout_file, stderr=old.stderr_file, notify=old.notify,
+        anterior=[d.job_id_required for d in JobDependency.select().where(JobDependency.job_id == job_id)],
+        checkpoint=old.checkpoint, signal=old.checkpoint_signal or 12, resubmit=job_id,
+        initial_request=old.initial_request or "",
+    )
 
 
 def submit(db: peewee.Database, job: JobRequest, config: Mapping[str, Any], now: int) -> Submitted:

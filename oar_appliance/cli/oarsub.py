@@ -179,14 +179,17 @@ def run(args, ctx: Context) -> int:
         raise UsageError("Perl dumper (-D) and XML (-X) output are not supported: use -J or -Y")
     if args.connect is not None:
         raise UsageError("-C (connect to a running job) is not available in this version")
-    if args.resubmit is not None:
-        raise UsageError("--resubmit is not available in this version")
-    if args.scanscript:
-        if not args.command:
-            raise UsageError("-S needs a script")
-        args = merge_directives(build_parser(), args)
-    job = build_request(args, ctx)
     db = ctx.db
+    if args.resubmit is not None:
+        if args.command or args.resource or args.interactive:
+            raise UsageError("--resubmit takes the job's own command and resources: give neither")
+        job = submission.request_from_job(db, _int(args.resubmit, "--resubmit"), ctx.user)
+    else:
+        if args.scanscript:
+            if not args.command:
+                raise UsageError("-S needs a script")
+            args = merge_directives(build_parser(), args)
+        job = build_request(args, ctx)
     submitted = submission.submit(db, job, ctx.config, ctx.now)
     for message in job.messages:
         ctx.out(f"#INFO: {message}")

@@ -222,6 +222,22 @@ def test_json_output_and_server_warning(spec_cluster):
     assert "#WARNING: the OAR server at 127.0.0.1:6666 is not running" in result.err
 
 
+def test_resubmit_copies_the_job(spec_cluster, db_url, monkeypatch, snapshot):
+    first = job_id_of(spec_cluster("oarsub", "-l", "{switch='sw1'}/nodes=2/cpu=1,walltime=1:00:00",
+                                   "-l", "/core=3", "-t", "idempotent", "-n", "again", "-p", "cpu > 0", "work 1"))
+    second = job_id_of(spec_cluster("oarsub", "--resubmit", str(first)))
+    old, new = stored(db_url, first), stored(db_url, second)
+    for key in ("moldables", "types", "command", "job_name", "properties", "queue_name", "launching_directory"):
+        assert new[key] == old[key], key
+    assert run_sql(db_url, f"SELECT resubmit_job_id FROM jobs WHERE job_id = {second}") == [(first,)]
+    monkeypatch.setattr("oar_appliance.cli.common.caller_name", lambda: "alice")
+    before = snapshot()
+    refused = spec_cluster("oarsub", "--resubmit", str(first))
+    assert refused.rc == PERMISSION and "not yours" in refused.err
+    assert spec_cluster("oarsub", "--resubmit", "999").rc == NOT_FOUND
+    assert snapshot() == before
+
+
 # --------------------------------------------------------------------------- bad input
 
 def _past():

@@ -22,7 +22,7 @@ import peewee
 
 from . import admission
 from .db import bulk, resource_table
-from .db.models import Job, Queue
+from .db.models import File, Job, Queue
 from .errors import ConflictError, ExpressionError, NotFoundError, PermissionDeniedError, UsageError
 from .job_request import JobRequest
 from .lang.request import storage_rows
@@ -237,7 +237,13 @@ def _job_rows(job: JobRequest, now: int) -> list[dict[str, Any]]:
 
 def _write(db: peewee.Database, job: JobRequest, now: int, key_pair: tuple[str, str] | None) -> list[int]:
     job_ids = bulk.insert_returning(db, "jobs", _job_rows(job, now), "job_id")
-    bulk.update_by_ids(db, "jobs", "job_id", job_ids, {"array_id": job_ids[0]})
+    linked: dict[str, Any] = {"array_id": job_ids[0]}
+    if job.stagein is not None:
+        linked["file_id"] = File.insert(
+            location=os.path.abspath(job.stagein), md5sum=job.stagein_md5sum, method="stagein",
+            size=os.path.getsize(job.stagein) if os.path.isfile(job.stagein) else 0,
+        ).execute()
+    bulk.update_by_ids(db, "jobs", "job_id", job_ids, linked)
 
     moldable_rows = [{"moldable_job_id": jid, "moldable_walltime": m.walltime}
                      for jid in job_ids for m in job.moldables]

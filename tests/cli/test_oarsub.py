@@ -167,6 +167,18 @@ def test_job_key_generated_exported_and_never_shown(spec_cluster, db_url, tmp_pa
     assert run_sql(db_url, f"SELECT ssh_public_key FROM challenges WHERE job_id = {again}") == [(public,)]
 
 
+def test_forced_job_key_and_stagein(spec_cluster, db_url, oar_conf, tmp_path):
+    oar_conf.write_text(oar_conf.read_text() + "OARSUB_FORCE_JOB_KEY=yes\n")
+    archive = tmp_path / "input.tgz"
+    archive.write_bytes(b"x" * 1234)
+    job_id = job_id_of(spec_cluster("oarsub", "-s", str(archive), "--stagein-md5sum", "abc123",
+                                    "-l", "/core=1", "true"))
+    (public,) = run_sql(db_url, f"SELECT ssh_public_key FROM challenges WHERE job_id = {job_id}")[0]
+    assert public.startswith("ssh-ed25519 ")
+    assert run_sql(db_url, f'SELECT location, md5sum, size FROM files f JOIN jobs j ON j.file_id = f."idFile" '
+                           f"WHERE j.job_id = {job_id}") == [(str(archive), "abc123", 1234)]
+
+
 def test_challenges_differ(spec_cluster, db_url):
     result = spec_cluster("oarsub", "--array", "20", "-l", "/core=1", "true")
     assert result.rc == 0

@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--large", action="store_true", help="also 32,000 resources")
     args = parser.parse_args()
     print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite")
-    clusters = dict(CLUSTERS, **(LARGE if args.large else {}))
+    clusters = {**CLUSTERS, **(LARGE if args.large else {})}
     for size, (hosts, cpus, cores) in clusters.items():
         top = tempfile.mkdtemp(prefix="oar-bench-")
         try:

@@ -13,13 +13,15 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def notify_server(host: str, port: int, tag: str, timeout_ms: int = 500) -> bool:
+def notify_server(host: str, port: int, tag: str, timeout_ms: int = 250) -> bool:
     """Send ``tag`` to the server; True if a connected server took it."""
     import zmq  # heavy: only the commands that notify pay for it
 
     context = zmq.Context.instance()
     sock = context.socket(zmq.PUSH)
     try:
+        # a running server accepts within a few ms even on a busy site; an absent one
+        # costs the submitter this long once
         sock.setsockopt(zmq.LINGER, timeout_ms)
         # queue only on a completed connection: no server, no silent drop
         sock.setsockopt(zmq.IMMEDIATE, 1)

@@ -23,7 +23,7 @@ import peewee
 from . import admission
 from .db import bulk, resource_table
 from .db.models import File, Job, Queue
-from .errors import ConflictError, ExpressionError, NotFoundError, PermissionDeniedError, UsageError
+from .errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
 from .job_request import JobRequest
 from .lang.request import storage_rows
 
@@ -137,48 +137,61 @@ def _check_dependencies(job: JobRequest) -> None:
 
 def check_resources(db: peewee.Database, job: JobRequest, labels: Sequence[str]) -> None:
     """Every alternative must fit in the cluster's non-Dead resources, ignoring time."""
-    from .lang import properties as property_language
     from .sched.hierarchy import ResourcePool, fit_request
 
     columns = resource_table.columns(db)
-    for i, moldable in enumerate(job.moldables, 1):
+    for moldable in job.moldables:
         for group in moldable.groups:
             for level in group.levels:
                 if level.label not in columns:
                     raise UsageError(f"resource label {level.label!r} is not a property of the resources")
+    texts = {job.properties} | {g.constraint for m in job.moldables for g in m.groups}
+    trees = _parse_expressions([t for t in texts if t], columns)
     used_labels = [label for label in labels if label in columns]
-    rows = resource_table.select(db, order_by='"resource_id"')
+    needed = {"resource_id", "state", "type", *used_labels}
+    for tree in trees.values():
+        needed |= tree.columns
+    rows = resource_table.select(db, only=[c for c in columns if c in needed])
     pool = ResourcePool(rows, used_labels)
     usable = pool.bits_where(lambda r: r["state"] != "Dead")
-
-    predicates: dict[str | None, int] = {}
+    bits_of: dict[str | None, int] = {}
 
     def constraint_bits(group_text: str | None) -> int:
-        if group_text in predicates:
-            return predicates[group_text]
-        parts = [p for p in (job.properties, group_text) if p]
-        trees = []
-        for text in parts:
-            tree = property_language.parse(text)
-            property_language.validate(tree, columns, what="property")
-            trees.append(tree)
-        mentions_type = any("type" in property_language.columns_of(t) for t in trees)
-        predicate_list = [property_language.compile_predicate(t, columns) for t in trees]
-        if not mentions_type:
-            # as in OAR, a group asks for resources of type "default" unless it names a type
-            predicate_list.append(lambda r: r["type"] == "default")
-        bits = pool.bits_where(lambda r: all(p(r) for p in predicate_list))
-        predicates[group_text] = bits
-        return bits
+        if group_text not in bits_of:
+            parsed = [trees[t] for t in (job.properties, group_text) if t]
+            predicates = [p.predicate for p in parsed]
+            if not any("type" in p.columns for p in parsed):
+                # as in OAR, a group asks for resources of type "default" unless it names a type
+                predicates.append(lambda r: r["type"] == "default")
+            bits_of[group_text] = pool.bits_where(lambda r: all(p(r) for p in predicates))
+        return bits_of[group_text]
 
     for i, moldable in enumerate(job.moldables, 1):
-        try:
-            bits, reason = fit_request(pool, moldable, usable, usable, constraint_bits)
-        except ExpressionError as exc:
-            raise ExpressionError(f"resource request #{i}: {exc.message}") from None
+        bits, reason = fit_request(pool, moldable, usable, usable, constraint_bits)
         if bits is None:
             where = f" #{i}" if len(job.moldables) > 1 else ""
             raise ConflictError(f"resource request{where} cannot be satisfied by this cluster: {reason}")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    columns: frozenset[str]
+    predicate: Any
+
+
+def _parse_expressions(texts: Sequence[str], columns: Mapping[str, str]) -> dict[str, _Parsed]:
+    """Parse and check each expression once; lark is imported only when there is one."""
+    if not texts:
+        return {}
+    from .lang import properties as property_language
+
+    parsed = {}
+    for text in texts:
+        tree = property_language.parse(text)
+        property_language.validate(tree, columns, what="property")
+        parsed[text] = _Parsed(property_language.columns_of(tree),
+                               property_language.compile_predicate(tree, columns))
+    return parsed
 
 
 # ----------------------------------------------------------------------------- job key

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import peewee
 
 from . import bulk
-from .connection import backend_for
+from .connection import backend_for, quote_identifier
 from .models import Resource
 
 #: columns of ``resources`` that belong to OAR itself and are never properties
@@ -44,9 +44,12 @@ def select(
     where: str = "",
     params: Sequence[Any] = (),
     order_by: str = '"resource_id"',
+    only: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """All columns of the resources matching ``where`` (SQL built by this package only)."""
-    sql = 'SELECT * FROM "resources"'
+    """The resources matching ``where`` (SQL built by this package only), with every
+    column or ``only`` those (names already checked against the live columns)."""
+    wanted = ", ".join(quote_identifier(name) for name in only) if only else "*"
+    sql = f'SELECT {wanted} FROM "resources"'
     if where:
         sql += f" WHERE {where}"
     if order_by:

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 
 from oar_appliance.errors import ConfigError, DatabaseError, ExpressionError, UsageError
-from oar_appliance.lang import properties
 
 #: stored values of the symbolic counts in ``job_resource_descriptions.res_job_value``
 COUNT_CODES = {"ALL": -1, "BEST": -2, "HALF_BEST": -3}
@@ -314,6 +313,8 @@ class _Parser:
     def constraint(self, tok: _Tok, number: int) -> str:
         text = tok.text.strip()
         try:
+            from oar_appliance.lang import properties  # ~70 ms of lark: only for {...}
+
             properties.parse(text)
         except ExpressionError as exc:
             self.fail(f"in the {{...}} of group {number} (column {tok.start + 1}): {exc.message}", ExpressionError)

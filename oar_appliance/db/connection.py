@@ -161,7 +161,8 @@ class PostgresBackend(Backend):
         )
         db.execute_sql(statement.as_string(db.connection()))
         dbname = db.execute_sql("SELECT current_database()").fetchone()[0]
-        db.execute_sql(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
+        grant = sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), sql.Identifier(login))
+        db.execute_sql(grant.as_string(db.connection()))
         db.execute_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
         db.execute_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
         for table in secret_tables:

@@ -1,0 +1,341 @@
+"""One scheduling round: FIFO with conservative backfilling on a Gantt (pure).
+
+Plain data in, decisions out; time is passed in as ``now``; no DB, no I/O.  The caller
+(metascheduler adapter) loads the resources, the running jobs / accepted reservations and
+the waiting jobs, calls :func:`schedule_round` and writes the decisions back.
+
+Rules (REFERENCE.md, "Scheduling semantics"):
+
+- every walltime is extended by ``security_time`` in the Gantt (placements report the
+  start; the Gantt end is ``start + walltime + security_time``);
+- occupations (running jobs, accepted reservations) are put in the Gantt first; then new
+  advance reservations (jobs with ``reservation`` set), in the given order, each placed at
+  its start time exactly or rejected (a start already past is moved to ``now``, as OAR
+  does for a reservation the scheduler sees late); then the batch jobs in the given order
+  (the caller's priority order: queue priority, then FIFO/karma), besteffort batch jobs
+  after all the others (:func:`placement_order`);
+- each job gets the EARLIEST start >= max(now, earliest_start) at which its request fits
+  during its whole walltime + security time, without moving anything placed before it
+  (conservative backfilling: a later job may take a hole in front of earlier ones);
+- moldable alternatives: each is placed, the one that finishes first is kept (ties: the
+  first given);
+- besteffort occupations and placements do not block non-besteffort jobs (two Gantts: one
+  of everything, for besteffort jobs, one without besteffort, for the others); a
+  non-besteffort job placed to start at ``now`` on resources of a running besteffort
+  occupation makes that job's id appear in ``besteffort_to_kill``;
+- a placement starting at ``now`` is "to launch";
+- an error in one job's data (bad label, unknown constraint text...) gives that job a
+  message and never stops the round.
+
+Out of scope (extension points marked ``EXTENSION``): timesharing (the ``timesharing``
+key of occupations is carried but not used: every occupation is exclusive), containers,
+quotas, fairsharing (the caller orders the jobs), energy saving.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+from oar_appliance.lang.request import MoldableRequest
+from oar_appliance.sched.gantt import Gantt
+from oar_appliance.sched.hierarchy import ResourcePool, fit_request
+
+__all__ = ["Occupation", "WaitingJob", "Placement", "RoundResult", "placement_order",
+           "schedule_round"]
+
+#: ``constraint_bits`` of a job: a callable (text or None -> bits) or a dict from the group
+#: constraint text to bits (None, or a text missing from the dict, when the group has no
+#: constraint, means every resource)
+Constraints = Union[Callable[[Union[str, None]], int], Mapping[str, int], None]
+
+
+@dataclass(frozen=True)
+class Occupation:
+    """Resources already taken: a running job or an accepted reservation.
+
+    ``end`` is exclusive and should already include the security time (the caller knows
+    the job's walltime and start).  A running job (``start <= now``) whose ``end`` has
+    passed still holds its resources: it is kept busy until ``now + 1``.
+    """
+
+    job_id: int
+    start: int
+    end: int
+    bits: int
+    besteffort: bool = False
+    #: EXTENSION (timesharing): the ``user,name`` key of a timesharing job, or None
+    timesharing: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    """A job to schedule.
+
+    ``moldables``: ``(moldable_id, MoldableRequest)`` pairs, every request with its
+    walltime in seconds; ``constraints``: see :data:`Constraints`; ``earliest_start``: no
+    start before it (dependencies, computed by the caller); ``reservation``: the requested
+    start of a new advance reservation, or None for a batch job.
+    """
+
+    job_id: int
+    moldables: tuple[tuple[int, MoldableRequest], ...]
+    constraints: Constraints = None
+    earliest_start: int = 0
+    besteffort: bool = False
+    reservation: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A decision: job ``job_id`` runs moldable ``moldable_id`` on ``bits`` from ``start``.
+
+    ``walltime`` is the chosen moldable's walltime (without security time).
+    """
+
+    job_id: int
+    moldable_id: int
+    start: int
+    bits: int
+    walltime: int = 0
+
+    @property
+    def end(self) -> int:
+        """Predicted end (start + walltime, without security time)."""
+        return self.start + self.walltime
+
+
+@dataclass
+class RoundResult:
+    """The decisions of one round.
+
+    ``placements``: one per placed job, in the order the jobs were placed (reservations
+    first); ``messages``: job_id -> why it was not placed; ``to_launch``: ids of the jobs
+    placed at ``now`` (reservations included); ``besteffort_to_kill``: sorted ids of the
+    running besteffort jobs overlapping a non-besteffort job to launch now.
+    """
+
+    placements: list[Placement] = field(default_factory=list)
+    messages: dict[int, str] = field(default_factory=dict)
+    to_launch: list[int] = field(default_factory=list)
+    besteffort_to_kill: list[int] = field(default_factory=list)
+
+    def placement_of(self, job_id: int) -> Placement | None:
+        for p in self.placements:
+            if p.job_id == job_id:
+                return p
+        return None
+
+
+def _resolver(pool: ResourcePool, constraints: Constraints) -> Callable[[str | None], int]:
+    if constraints is None:
+        return lambda text: pool.all_bits
+    if callable(constraints):
+        return constraints
+    table = constraints
+
+    def bits(text: str | None) -> int:
+        if text is None:
+            return pool.all_bits
+        try:
+            return table[text]
+        except KeyError:
+            raise ValueError(f"no resource set given for the constraint {{{text}}}") from None
+    return bits
+
+
+def _min_count(request: MoldableRequest) -> int:
+    """A lower bound of the number of resources any placement of request takes."""
+    total = 0
+    for group in request.groups:
+        prod = 1
+        for level in group.levels:
+            if isinstance(level.count, int) and level.count > 0:
+                prod *= level.count
+        total += prod
+    return total
+
+
+_NEVER = 1 << 62       # the "start" of a request that never fits
+
+
+class _Placer:
+    """Placement of requests on one Gantt, with memos shared by the jobs of the round.
+
+    ``failed``: per request key (levels and resolved trees of its groups), the free sets
+    that failed (a failure depends only on the free set).  ``bounds``: per single-group
+    request key, ``(durations, starts)`` sorted increasing in both: a search started at
+    ``now`` for a duration d found its first fit at s, so (the Gantt only loses free
+    resources during a round, and a single group's fit is monotone in the free set) any
+    later search from ``now`` for a duration >= d cannot start before s.  Multi-group
+    requests are not monotone (an earlier group may take what a later one needs) and get
+    no bound.
+    """
+
+    def __init__(self, pool: ResourcePool, usable: int, now: int, memo: dict) -> None:
+        self.pool = pool
+        self.usable = usable
+        self.now = now
+        self.gantt = Gantt(now, usable)
+        self.memo = memo
+        self.failed: dict[tuple, set] = {}
+        self.bounds: dict[tuple, tuple[list[int], list[int]]] = {}
+
+    def place(self, request: MoldableRequest, cbits: Callable[[str | None], int],
+              duration: int, earliest: int, latest: int | None
+              ) -> tuple[int, int] | None:
+        pool, usable, memo = self.pool, self.usable, self.memo
+        trees = tuple(usable & cbits(g.constraint) for g in request.groups)
+        key = (tuple(g.levels for g in request.groups), trees)
+        failed = self.failed.get(key)
+        if failed is None:
+            failed = self.failed[key] = set()
+
+        def request_fit(free: int) -> int | None:
+            return fit_request(pool, request, usable, free, cbits, explain=False,
+                               memo=memo)[0]
+
+        from_now = earliest <= self.now and latest is None and len(request.groups) == 1
+        if from_now:
+            bound = self.bounds.get(key)
+            if bound is not None:
+                k = bisect_right(bound[0], duration) - 1
+                if k >= 0:
+                    if bound[1][k] == _NEVER:
+                        return None
+                    earliest = bound[1][k]
+        found = self.gantt.first_fit(request_fit, duration, earliest, latest,
+                                     min_count=_min_count(request), failed=failed)
+        if from_now:
+            self._remember(key, duration, None if found is None else found[0])
+        return found
+
+    def _remember(self, key: tuple, duration: int, start: int | None) -> None:
+        durs, starts = self.bounds.setdefault(key, ([], []))
+        s = _NEVER if start is None else start
+        k = bisect_right(durs, duration)
+        if k and starts[k - 1] >= s:
+            return                                      # a shorter duration says as much
+        end = k
+        while end < len(durs) and starts[end] <= s:
+            end += 1                                    # longer durations, weaker bounds
+        del durs[k:end], starts[k:end]
+        durs.insert(k, duration)
+        starts.insert(k, s)
+
+
+def placement_order(waiting: Sequence[WaitingJob]) -> list[WaitingJob]:
+    """The order in which jobs are placed: new reservations, then the batch jobs, then the
+    besteffort batch jobs (each part in the given order).
+
+    Besteffort jobs come last (as the ``besteffort`` queue, priority 0, does) so that a
+    normal job never lands on a besteffort job placed in the same round.
+    """
+    return ([j for j in waiting if j.reservation is not None]
+            + [j for j in waiting if j.reservation is None and not j.besteffort]
+            + [j for j in waiting if j.reservation is None and j.besteffort])
+
+
+def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupation],
+                   waiting: Sequence[WaitingJob], now: int, security_time: int = 0
+                   ) -> RoundResult:
+    """Schedule the waiting jobs around the occupations; see the module docstring.
+
+    ``usable``: the bits of the resources that may be used (Alive...); ``waiting`` in
+    priority order.
+    """
+    result = RoundResult()
+    memo: dict = {}
+    normal = _Placer(pool, usable, now, memo)           # without besteffort
+    everything = _Placer(pool, usable, now, memo)       # for besteffort jobs
+    running_besteffort: list[Occupation] = []
+    for occ in occupations:
+        end = occ.end
+        if occ.start <= now and end <= now:
+            end = now + 1                               # overdue: still holds resources
+        everything.gantt.occupy(occ.start, end, occ.bits)
+        if occ.besteffort:
+            if occ.start <= now < end:
+                running_besteffort.append(occ)
+        else:
+            # EXTENSION (timesharing): compatible timesharing occupations would share
+            normal.gantt.occupy(occ.start, end, occ.bits)
+
+    order = placement_order(waiting)
+    kill: set[int] = set()
+    for job in order:
+        try:
+            placement, message = _schedule_job(pool, usable, job, normal, everything, now,
+                                               security_time)
+        except Exception as exc:                        # one job's bad data: a message
+            placement, message = None, f"error: {exc}"
+        if placement is None:
+            result.messages[job.job_id] = message
+            continue
+        result.placements.append(placement)
+        end = placement.start + placement.walltime + security_time
+        everything.gantt.occupy(placement.start, end, placement.bits)
+        if not job.besteffort or job.reservation is not None:
+            # (a new reservation blocks everyone, even one flagged besteffort)
+            normal.gantt.occupy(placement.start, end, placement.bits)
+        if placement.start == now:
+            result.to_launch.append(job.job_id)
+            if not job.besteffort:
+                for occ in running_besteffort:
+                    if occ.bits & placement.bits:
+                        kill.add(occ.job_id)
+    result.besteffort_to_kill = sorted(kill)
+    return result
+
+
+def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Placer,
+                  everything: _Placer, now: int, security_time: int
+                  ) -> tuple[Placement | None, str]:
+    placer = everything if job.besteffort else normal
+    cbits = _resolver(pool, job.constraints)
+    if not job.moldables:
+        return None, "cannot be satisfied: the job has no resource request"
+    earliest = max(now, job.earliest_start)
+    latest = None
+    if job.reservation is not None:
+        start = max(job.reservation, now)
+        if start < earliest:
+            return None, (f"reservation rejected: its start {job.reservation} is before the "
+                          f"job's earliest start {earliest}")
+        earliest = latest = start
+    best: tuple[int, Placement] | None = None
+    reasons: list[str] = []
+    for moldable_id, request in job.moldables:
+        walltime = request.walltime
+        if walltime is None or walltime <= 0:
+            reasons.append(f"moldable {moldable_id} has no walltime")
+            continue
+        if len(request.groups) == 1:
+            # one group is monotone in the free set: if it does not fit on the whole
+            # cluster free, it never fits (several groups are not: an earlier group may
+            # take, on a freer cluster, what a later one needs; they get the full search)
+            bits, reason = fit_request(pool, request, usable, usable, cbits, explain=True,
+                                       memo=placer.memo)
+            if bits is None:
+                reasons.append(reason)
+                continue
+        # EXTENSION (quotas, containers, energy saving): restrict/filter here
+        found = placer.place(request, cbits, walltime + security_time, earliest, latest)
+        if found is None:
+            if latest is not None:
+                reasons.append(f"moldable {moldable_id}: no slot at {latest}")
+            else:
+                bits, reason = fit_request(pool, request, usable, usable, cbits,
+                                           explain=True)
+                reasons.append(reason or f"moldable {moldable_id}: no slot")
+            continue
+        start, bits = found
+        finish = start + walltime
+        if best is None or finish < best[0]:
+            best = (finish, Placement(job.job_id, moldable_id, start, bits, walltime))
+    if best is not None:
+        return best[1], ""
+    what = "reservation rejected" if job.reservation is not None else "cannot be satisfied"
+    return None, f"{what}: {'; '.join(reasons)}"

@@ -354,6 +354,10 @@ def detach(job: PreparedJob, stdout: Any) -> int:
     try:
         job.created.append(job.files.pid)
         _write_file(job.files.pid, f"{detached_pid}\n", Codes.PID_FILE, "pid file")
+        # the intermediate process made the session: its pid is the session id, and jobctl
+        # can find the job's processes by it from now on (no process group before the command)
+        job.created.append(job.files.pgid)
+        _write_file(job.files.pgid, f"- {intermediate}\n", Codes.PID_FILE, "process group file")
         stdout.write(READY_LINE + "\n")
         stdout.flush()
     except BaseException:

@@ -362,3 +362,14 @@ def test_malformed_job_data_is_code_30():
     assert rc == 30 and "not valid JSON" in err
     rc, out, err = run_oarexec(b'{"job_id": 1}')
     assert rc == 30 and "lacks" in err
+
+
+def test_debug_mode_writes_a_log(jobs, report_server):
+    files = jobs.start(jobs.data("exit 0", debug=True))
+    report_server.wait_report()
+    wait_for(lambda: os.path.exists(files.debug_log) and "acknowledged" in open(files.debug_log).read(),
+             what="the debug log")
+    assert "end of job: code 0" in open(files.debug_log).read()
+    files_without = jobs.start(jobs.data("exit 0"))
+    report_server.wait_report()
+    assert not os.path.exists(files_without.debug_log)

@@ -213,7 +213,8 @@ def as_user(user: pwd.struct_passwd, switch: bool) -> Iterator[None]:
 
 def _write_file(path: str, text: str, code: int, what: str, mode: int = 0o644) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        # never through a symbolic link: the runtime directory may be shared (/tmp)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
             os.fchmod(fd, mode)
             os.write(fd, text.encode())
@@ -397,7 +398,8 @@ def _redirect_stdio(job: PreparedJob) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     if job.data.get("debug"):
-        log_fd = os.open(job.files.debug_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(job.files.debug_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                         0o600)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)

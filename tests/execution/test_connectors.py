@@ -10,7 +10,13 @@ import pytest
 
 from oar_appliance.conf import Config
 from oar_appliance.errors import ConfigError
-from oar_appliance.execution import READY_LINE, LaunchError, LocalConnector, connector_for
+from oar_appliance.execution import (
+    READY_LINE,
+    LaunchError,
+    LocalConnector,
+    SshConnector,
+    connector_for,
+)
 from oar_appliance.nodeside import oarexec
 
 
@@ -21,9 +27,7 @@ def test_ready_line_is_the_one_oarexec_prints():
 def test_connector_for_config():
     assert isinstance(connector_for(Config.from_text("OAR_CONNECTOR=local\n", "oar.conf")),
                       LocalConnector)
-    with pytest.raises(ConfigError) as caught:
-        connector_for(Config.from_text("", "oar.conf"))  # the default is ssh
-    assert "ssh" in str(caught.value)
+    assert isinstance(connector_for(Config.from_text("", "oar.conf")), SshConnector)  # the default
     with pytest.raises(ConfigError) as caught:
         connector_for(Config.from_text("OAR_CONNECTOR=telnet\n", "oar.conf"))
     assert "oar.conf:1" in str(caught.value) and "telnet" in str(caught.value)

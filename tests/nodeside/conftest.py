@@ -111,6 +111,7 @@ class Jobs:
         self.workdir = tmp_path / "work"
         self.workdir.mkdir()
         self.connector = LocalConnector()
+        self.host = "node-1"  # the head node's name given to the connector
         self._server_port = server_port_getter
         self.started: list[JobFiles] = []
         self.next_id = 100
@@ -156,7 +157,7 @@ class Jobs:
     def start(self, data: dict, timeout: float = 20.0) -> JobFiles:
         files = self.files(data)
         self.started.append(files)
-        self.connector.start_oarexec("node-1", data, timeout)
+        self.connector.start_oarexec(self.host, data, timeout)
         return files
 
     def oarexec_pid(self, files: JobFiles) -> int:

@@ -26,7 +26,7 @@ from typing import Callable
 
 from oar_appliance.nodeside.oarexec import HANDLED_SIGNALS, Codes, PreparedJob
 from oar_appliance.nodeside.report import end_report, send_until_acknowledged
-from oar_appliance.nodeside.runtime import ProcessGroupJobProcesses, remove_files, signal_number
+from oar_appliance.nodeside.runtime import job_processes, remove_files, signal_number
 
 log = logging.getLogger("oar_appliance.oarexec")
 
@@ -50,7 +50,7 @@ class JobRunner:
         self.checkpoint_failed = False
         self.user_signalled = False
         self.command_pid: int | None = None
-        self.processes = ProcessGroupJobProcesses(None, os.getsid(0), exclude={os.getpid()})
+        self.processes = job_processes(job.files, exclude={os.getpid()})
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -158,6 +158,7 @@ class JobRunner:
         """Run the job to its end and report; returns the reported code."""
         self._install_handlers()
         self._write_pgid("-")
+        self.processes = job_processes(self.job.files, exclude={os.getpid()})
         code, user_status = self._run_job()
         job = self.job
         report = end_report(job.job_id, str(self.data["challenge"]), code, user_status, job.host)
@@ -261,8 +262,8 @@ class JobRunner:
             log.error("the command could not start: %s", message)
             self.command_pid = None
             return int(code_text), None
-        self.processes.pgid = pid
         self._write_pgid(str(pid))
+        self.processes = job_processes(job.files, exclude={os.getpid()})
         for fd in {job.stdout_fd, job.stderr_fd}:
             if fd is not None:
                 os.close(fd)
@@ -307,8 +308,11 @@ class JobRunner:
             os.dup2(null, 0)
             os.dup2(job.stdout_fd, 1)
             os.dup2(job.stderr_fd, 2)
-            # a login shell, as OAR runs jobs: the user's profile is read
-            argv0 = "-" + os.path.basename(job.shell)
+            # not a login shell unless asked: the profile of an account may do slow or
+            # blocking things (and a job killed in the middle of them leaves their locks)
+            argv0 = os.path.basename(job.shell)
+            if self.data.get("login_shell"):
+                argv0 = "-" + argv0
             os.execve(job.shell, [argv0, "-c", str(self.data["command"])], job.env)
         except BaseException as exc:
             try:

@@ -15,9 +15,8 @@ signal) or the job's processes (suspend, resume) not found on this node — ``ki
 still kills what is left of the job's processes; 8 not allowed to signal them;
 70 internal error.  ``clean`` of a job with nothing left is a success.
 
-The job's processes are found by :class:`~oar_appliance.nodeside.runtime.ProcessGroupJobProcesses`;
-a cgroup manager plugs in by giving :func:`job_processes` another class with the same
-methods (``pids``, ``signal``, ``suspend``, ``resume``, ``kill_all``).
+The job's processes are found by :func:`oar_appliance.nodeside.runtime.job_processes`
+(process group and session for now), where a cgroup manager plugs in.
 """
 
 from __future__ import annotations
@@ -30,21 +29,16 @@ import sys
 from oar_appliance.errors import NotFoundError, OarError, PermissionDeniedError, UsageError
 from oar_appliance.nodeside.runtime import (
     JobFiles,
-    ProcessGroupJobProcesses,
+    job_processes,
     pid_alive,
     read_pid,
     remove_files,
     signal_number,
 )
 
-__all__ = ["job_processes", "main"]
+__all__ = ["act", "main"]
 
 ACTIONS = ("kill", "checkpoint", "signal", "suspend", "resume", "clean")
-
-
-def job_processes(files: JobFiles, exclude: set[int] | None = None) -> ProcessGroupJobProcesses:
-    """The job's processes on this node (the place where a cgroup manager plugs in)."""
-    return ProcessGroupJobProcesses.from_files(files, exclude)
 
 
 def _oarexec_pid(files: JobFiles) -> int | None:

@@ -30,6 +30,7 @@ import time
 __all__ = [
     "JobFiles",
     "ProcessGroupJobProcesses",
+    "job_processes",
     "pid_alive",
     "read_pid",
     "signal_number",
@@ -222,6 +223,13 @@ class ProcessGroupJobProcesses:
             self.signal(signal.SIGKILL)
             time.sleep(0.05)
         return not self.pids()
+
+
+def job_processes(files: JobFiles, exclude: set[int] | None = None) -> ProcessGroupJobProcesses:
+    """The job's processes on this node, for oarexec and jobctl alike: the one place where
+    a cgroup manager plugs in (an object with ``pids``, ``signal``, ``suspend``, ``resume``
+    and ``kill_all``)."""
+    return ProcessGroupJobProcesses.from_files(files, exclude)
 
 
 def remove_files(paths: list[str]) -> None:

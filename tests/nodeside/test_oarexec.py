@@ -373,3 +373,18 @@ def test_debug_mode_writes_a_log(jobs, report_server):
     files_without = jobs.start(jobs.data("exit 0"))
     report_server.wait_report()
     assert not os.path.exists(files_without.debug_log)
+
+
+def test_login_shell_only_when_asked(jobs, report_server, open_dir, job_account):
+    shared = open_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    command = 'echo "$0" > argv0.$OAR_JOB_ID; shopt -q login_shell && echo login >> argv0.$OAR_JOB_ID'
+    plain = jobs.data(command, user=job_account, launching_directory=str(shared))
+    jobs.start(plain)
+    login = jobs.data(command, user=job_account, launching_directory=str(shared), login_shell=True)
+    jobs.start(login)
+    report_server.wait_report()
+    report_server.wait_report()
+    assert (shared / f"argv0.{plain['job_id']}").read_text() == "bash\n"
+    assert (shared / f"argv0.{login['job_id']}").read_text() == "-bash\nlogin\n"

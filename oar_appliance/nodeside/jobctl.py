@@ -4,14 +4,15 @@
 
 | action | what |
 |---|---|
+| ``status`` | prints oarexec's pid; nothing else is done (exit code 6 when no oarexec runs) |
 | ``kill`` | SIGTERM to oarexec, which kills the job and reports code 3 |
 | ``checkpoint`` | SIGUSR2 to oarexec, which sends the job its checkpoint signal |
 | ``signal SIG`` | writes SIG in ``job_<jobid>.signal`` and sends SIGURG to oarexec |
 | ``suspend`` / ``resume`` | SIGSTOP / SIGCONT to the job's processes (not to oarexec) |
 | ``clean`` | KILL whatever is left of the job (oarexec included), remove its runtime files |
 
-Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for kill, checkpoint,
-signal) or the job's processes (suspend, resume) not found on this node — ``kill`` then
+Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for status, kill,
+checkpoint, signal) or the job's processes (suspend, resume) not found on this node — ``kill`` then
 still kills what is left of the job's processes; 8 not allowed to signal them;
 70 internal error.  ``clean`` of a job with nothing left is a success.
 
@@ -38,7 +39,7 @@ from oar_appliance.nodeside.runtime import (
 
 __all__ = ["act", "main"]
 
-ACTIONS = ("kill", "checkpoint", "signal", "suspend", "resume", "clean")
+ACTIONS = ("status", "kill", "checkpoint", "signal", "suspend", "resume", "clean")
 
 
 def _oarexec_pid(files: JobFiles) -> int | None:
@@ -60,7 +61,12 @@ def _signal_oarexec(files: JobFiles, sig: int) -> None:
 
 def act(action: str, files: JobFiles, signal_name: str | None = None, grace: float = 2.0) -> None:
     """Do ``action`` for the job; OarError when it cannot be done."""
-    if action == "kill":
+    if action == "status":
+        pid = _oarexec_pid(files)
+        if pid is None:
+            raise NotFoundError(f"no oarexec running for job {files.job_id} on this node")
+        print(pid)
+    elif action == "kill":
         try:
             _signal_oarexec(files, signal.SIGTERM)
         except NotFoundError:

@@ -80,7 +80,7 @@ def test_actions_without_oarexec_say_not_found(jobs, tmp_path):
     from oar_appliance.nodeside.runtime import JobFiles
 
     files = JobFiles(str(tmp_path / "runtime"), 4242)
-    for action in (["kill"], ["checkpoint"], ["signal", "USR1"], ["suspend"], ["resume"]):
+    for action in (["status"], ["kill"], ["checkpoint"], ["signal", "USR1"], ["suspend"], ["resume"]):
         result = jobs.jobctl(files, *action)
         assert result.returncode == 6, (action, result.stderr)
         assert result.stderr.startswith("#ERROR: ") and "4242" in result.stderr
@@ -104,3 +104,14 @@ def test_bad_usage(jobs, tmp_path):
     result = jobs.jobctl(files, "signal", "SIGNOTHING")
     assert result.returncode == 2 and "unknown signal" in result.stderr
     assert jobs.jobctl(files, "signal").returncode == 2
+
+
+def test_status_probes_oarexec_without_touching_the_job(jobs, report_server):
+    files = jobs.start(jobs.data("touch ready; sleep 300"))
+    wait_for(lambda: (jobs.workdir / "ready").exists(), what="the job to start")
+    result = jobs.jobctl(files, "status")
+    assert result.returncode == 0 and result.stdout.strip() == str(read_pid(files.pid))
+    assert jobs.jobctl(files, "kill").returncode == 0
+    assert report_server.wait_report()["oarexec_code"] == 3  # not 42: status sent nothing
+    wait_for(lambda: not os.path.exists(files.pid), what="oarexec to end")
+    assert jobs.jobctl(files, "status").returncode == 6

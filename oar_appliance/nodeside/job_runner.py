@@ -321,7 +321,8 @@ class JobRunner:
                 os._exit(127)
 
     def _wait_interactive(self) -> int | None:
-        """Wait until oarsh_shell writes the status of the job's shell (or a kill)."""
+        """Wait until oarsh_shell writes the exit status of the job's shell (or a kill);
+        the status as a wait status (exit status << 8)."""
         path = self.job.files.shell_status
         self._wait(lambda: self.killed or os.path.exists(path))
         if self.killed:
@@ -331,7 +332,10 @@ class JobRunner:
         while True:
             try:
                 with open(path, encoding="ascii") as stream:
-                    return int(stream.read().split()[0])
+                    exit_status = int(stream.read().split()[0])
+                # the file holds the shell's exit status (as $? gives it); the report
+                # carries a wait status, as for a batch command
+                return (exit_status & 0xFF) << 8
             except (OSError, ValueError, IndexError):
                 if time.monotonic() > deadline:
                     log.warning("unreadable %s", path)

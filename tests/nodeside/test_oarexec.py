@@ -233,10 +233,11 @@ def test_interactive_job_reports_the_shell_status(jobs, report_server):
     with pytest.raises(AssertionError):
         report_server.wait_report(timeout=1)  # nothing ends before the shell
     with open(files.shell_status + ".tmp", "w") as stream:
-        stream.write("512\n")
+        stream.write("2\n")  # the shell's exit status, as $? gives it
     os.rename(files.shell_status + ".tmp", files.shell_status)
     report = report_server.wait_report()
-    assert report["oarexec_code"] == 0 and report["user_status"] == 512
+    assert report["oarexec_code"] == 0
+    assert os.WIFEXITED(report["user_status"]) and os.WEXITSTATUS(report["user_status"]) == 2
 
 
 def test_interactive_job_killed(jobs, report_server):

@@ -97,11 +97,12 @@ def test_job_over_ssh(sshd, jobs, report_server):
     jobs.connector, jobs.host = ssh_connector(sshd), "127.0.0.1"
     data = jobs.data("echo $OAR_JOB_ID > id.txt; sleep 300")
     files = jobs.start(data)
-    wait_for(lambda: (jobs.workdir / "id.txt").exists(), what="the job to start")
+    # generous: every ssh login runs the account's shell start-up files on a loaded machine
+    wait_for(lambda: (jobs.workdir / "id.txt").exists(), timeout=40, what="the job to start")
     assert (jobs.workdir / "id.txt").read_text().strip() == str(data["job_id"])
     result = jobs.connector.jobctl("127.0.0.1", "kill", data["job_id"], files.runtime_dir)
     assert result.rc == 0, result.stderr
-    report = report_server.wait_report()
+    report = report_server.wait_report(timeout=40)
     assert report["oarexec_code"] == 3 and report["host"] == "127.0.0.1"
 
 

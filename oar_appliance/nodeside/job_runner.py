@@ -293,7 +293,9 @@ class JobRunner:
             signal.set_wakeup_fd(-1)
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            # Python ignores these two, and an ignored signal stays ignored across exec
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             os.setpgid(0, 0)
             user = job.user

@@ -389,3 +389,12 @@ def test_login_shell_only_when_asked(jobs, report_server, open_dir, job_account)
     report_server.wait_report()
     assert (shared / f"argv0.{plain['job_id']}").read_text() == "bash\n"
     assert (shared / f"argv0.{login['job_id']}").read_text() == "-bash\nlogin\n"
+
+
+def test_the_command_gets_default_signal_dispositions(jobs, report_server):
+    """Python ignores SIGPIPE; a job must not inherit that (``yes | head`` must end)."""
+    jobs.start(jobs.data("grep -E '^Sig(Ign|Blk)' /proc/self/status > sigs; yes | head -1 > /dev/null"))
+    report = report_server.wait_report()
+    assert os.WEXITSTATUS(report["user_status"]) == 0
+    for line in (jobs.workdir / "sigs").read_text().splitlines():
+        assert int(line.split()[1], 16) == 0, line

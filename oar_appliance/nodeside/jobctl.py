@@ -35,6 +35,7 @@ from oar_appliance.nodeside.runtime import (
     read_pid,
     remove_files,
     signal_number,
+    unsafe_runtime_dir,
 )
 
 __all__ = ["act", "main"]
@@ -61,6 +62,16 @@ def _signal_oarexec(files: JobFiles, sig: int) -> None:
 
 def act(action: str, files: JobFiles, signal_name: str | None = None, grace: float = 2.0) -> None:
     """Do ``action`` for the job; OarError when it cannot be done."""
+    if action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+    if not os.path.isdir(files.runtime_dir):
+        if action == "clean":
+            return  # nothing was ever set up here
+        raise NotFoundError(f"no oarexec running for job {files.job_id} on this node"
+                            f" ({files.runtime_dir} does not exist)")
+    problem = unsafe_runtime_dir(files.runtime_dir)
+    if problem:  # its pid files could name any process
+        raise PermissionDeniedError(f"unsafe runtime directory: {problem}")
     if action == "status":
         pid = _oarexec_pid(files)
         if pid is None:

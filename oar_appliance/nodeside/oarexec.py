@@ -24,7 +24,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from oar_appliance.nodeside.runtime import JobFiles, remove_files
+from oar_appliance.nodeside.runtime import JobFiles, remove_files, unsafe_runtime_dir
 
 __all__ = ["READY_LINE", "Codes", "PreparedJob", "SetupError", "main", "prepare", "read_job_data"]
 
@@ -273,8 +273,9 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
         os.makedirs(files.runtime_dir, mode=0o755, exist_ok=True)
     except OSError as exc:
         raise SetupError(Codes.TMP_DIR, f"cannot create {files.runtime_dir}: {exc.strerror}") from None
-    if not os.path.isdir(files.runtime_dir) or not os.access(files.runtime_dir, os.W_OK | os.X_OK):
-        raise SetupError(Codes.TMP_DIR, f"cannot write in {files.runtime_dir}")
+    problem = unsafe_runtime_dir(files.runtime_dir)
+    if problem:
+        raise SetupError(Codes.TMP_DIR, f"unsafe runtime directory: {problem}")
 
     job.created.append(files.nodefile)
     _write_file(files.nodefile, _lines(data.get("node_file_lines") or []), Codes.NODE_FILE, "node file")

@@ -29,6 +29,7 @@ import time
 
 __all__ = [
     "JobFiles",
+    "unsafe_runtime_dir",
     "ProcessGroupJobProcesses",
     "job_processes",
     "pid_alive",
@@ -83,6 +84,27 @@ class JobFiles:
         """Every file ``clean`` removes (the debug log stays, for the administrator)."""
         return [self.pid, self.pgid, self.env, self.nodefile, self.resources, self.signal,
                 self.shell_status]
+
+
+def unsafe_runtime_dir(path: str) -> str | None:
+    """Why ``path`` must not be trusted as a runtime directory, or None when it is fine.
+
+    oarexec writes, and jobctl reads, pids there (and jobctl signals them): the directory
+    must be a real directory (not a symbolic link) of this account, that no one else can
+    write in."""
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"{path} belongs to uid {info.st_uid}, not to this account"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others"
+    return None
 
 
 def read_pid(path: str) -> int | None:

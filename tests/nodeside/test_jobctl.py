@@ -115,3 +115,14 @@ def test_status_probes_oarexec_without_touching_the_job(jobs, report_server):
     assert report_server.wait_report()["oarexec_code"] == 3  # not 42: status sent nothing
     wait_for(lambda: not os.path.exists(files.pid), what="oarexec to end")
     assert jobs.jobctl(files, "status").returncode == 6
+
+
+def test_unsafe_runtime_directory_is_refused(jobs, tmp_path):
+    from oar_appliance.nodeside.runtime import JobFiles
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "oarexec_5.pid").write_text(f"{os.getpid()}\n")  # planted: would name this process
+    result = jobs.jobctl(JobFiles(str(shared), 5), "kill")
+    assert result.returncode == 8 and "writable by others" in result.stderr

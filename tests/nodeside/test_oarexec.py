@@ -398,3 +398,30 @@ def test_the_command_gets_default_signal_dispositions(jobs, report_server):
     assert os.WEXITSTATUS(report["user_status"]) == 0
     for line in (jobs.workdir / "sigs").read_text().splitlines():
         assert int(line.split()[1], 16) == 0, line
+
+
+def test_unsafe_runtime_directory_is_code_8(jobs, tmp_path):
+    shared = tmp_path / "shared-runtime"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant or swap pid files there
+    with pytest.raises(LaunchError) as caught:
+        jobs.start(jobs.data("touch ran", runtime_dir=str(shared)))
+    assert caught.value.oarexec_code == 8 and "writable by others" in str(caught.value)
+    link = tmp_path / "link-runtime"
+    link.symlink_to(tmp_path)
+    with pytest.raises(LaunchError) as caught:
+        jobs.start(jobs.data("touch ran", runtime_dir=str(link)))
+    assert caught.value.oarexec_code == 8
+    assert not (jobs.workdir / "ran").exists()
+
+
+def test_walltime_and_signal_names():
+    from oar_appliance.nodeside.oarexec import walltime_hms
+    from oar_appliance.nodeside.runtime import signal_number
+
+    assert [walltime_hms(s) for s in (0, 59, 3600, 5400, 90061)] == [
+        "0:00:00", "0:00:59", "1:00:00", "1:30:00", "25:01:01"]
+    assert signal_number("SIGUSR2") == signal_number("usr2") == signal_number("12") == signal_number(12) == 12
+    for bad in ("SIGNOPE", "999", ""):
+        with pytest.raises(ValueError):
+            signal_number(bad)

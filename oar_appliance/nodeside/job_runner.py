@@ -159,7 +159,12 @@ class JobRunner:
         self._install_handlers()
         self._write_pgid("-")
         self.processes = job_processes(self.job.files, exclude={os.getpid()})
-        code, user_status = self._run_job()
+        try:
+            code, user_status = self._run_job()
+        except Exception:  # a failure of oarexec itself: the server must still hear of it
+            log.exception("oarexec failed while running the job")
+            self.processes.kill_all(self.kill_grace)
+            code, user_status = Codes.INTERNAL, None
         job = self.job
         report = end_report(job.job_id, str(self.data["challenge"]), code, user_status, job.host)
         log.info("end of job: code %d, user status %s", code, user_status)

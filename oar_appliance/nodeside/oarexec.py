@@ -59,6 +59,9 @@ class Codes:
     CHECKPOINT = 40
     CHECKPOINT_ERROR = 41
     USER_SIGNAL = 42
+    #: not an OAR code: oarexec itself failed after its ready line (the server reports an
+    #: unknown oarexec code, EXIT_VALUE_OAREXEC)
+    INTERNAL = 70
 
 
 class SetupError(Exception):

@@ -425,3 +425,11 @@ def test_walltime_and_signal_names():
     for bad in ("SIGNOPE", "999", ""):
         with pytest.raises(ValueError):
             signal_number(bad)
+
+
+def test_a_failure_of_oarexec_after_ready_is_still_reported(jobs, report_server):
+    # a malformed optional value only read once detached makes oarexec itself fail
+    jobs.start(jobs.data("touch ran", prologue="/bin/true", prologue_timeout="soon"))
+    report = report_server.wait_report()
+    assert report["oarexec_code"] == 70 and report["user_status"] is None
+    assert not (jobs.workdir / "ran").exists()

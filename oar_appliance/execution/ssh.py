@@ -71,12 +71,12 @@ class SshConnector(Connector):
             start_and_wait_ready(self.remote_argv(host, self.node_command(host, OAREXEC_MODULE)),
                                  host, job_data, timeout)
         except LaunchError as exc:
-            if exc.oarexec_code != SSH_FAILURE:
+            if exc.rc != SSH_FAILURE:
                 raise
             # ssh itself failed (oarexec never exits 255): the node is not reachable
             reason = exc.stderr.splitlines()[-1] if exc.stderr else "ssh failed"
             raise LaunchError(f"cannot reach {host} with ssh: {reason}", host,
-                              stderr=exc.stderr) from None
+                              stderr=exc.stderr, rc=exc.rc) from None
 
     def run(self, host: str, argv: list[str], stdin: bytes | None = None,
             timeout: float = 30.0) -> RunResult:

@@ -89,3 +89,15 @@ def test_launch_error_carries_oarexec_code_and_reason():
         LocalConnector(python=sys.executable).start_oarexec("node-1", {"job_id": 1}, 20)
     assert caught.value.oarexec_code == 30
     assert "lacks" in str(caught.value)
+
+
+def test_an_exit_code_that_is_not_oarexec_s_verdict(tmp_path):
+    """A stand-in for a node's python that fails like a missing module (exit code 1): that
+    is not oarexec's prologue error (1), so no oarexec code."""
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'No module named oar_appliance' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    with pytest.raises(LaunchError) as caught:
+        LocalConnector(python=str(broken)).start_oarexec("node-1", {"job_id": 1}, 20)
+    assert caught.value.oarexec_code is None and caught.value.rc == 1
+    assert "No module named" in str(caught.value)

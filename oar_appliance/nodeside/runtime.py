@@ -187,9 +187,13 @@ class ProcessGroupJobProcesses:
 
     def pids(self) -> set[int]:
         """The live processes of the job (zombies left out)."""
+        return set(self._members())
+
+    def _members(self) -> dict[int, int]:
+        """pid -> process group of every live process of the job."""
         if self.pgid is None and self.sid is None:
-            return set()
-        found = set()
+            return {}
+        found = {}
         own = os.getpid()
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -203,21 +207,23 @@ class ProcessGroupJobProcesses:
             if (self.pgid is not None and stat[2] == self.pgid) or (
                 self.sid is not None and stat[3] == self.sid
             ):
-                found.add(pid)
+                found[pid] = stat[2]
         return found
 
     def signal(self, sig: int) -> int:
         """Send ``sig`` to the process group and to every process of the job; how many got it."""
         sent = 0
+        group_done = False
         if self.pgid is not None:
             try:
                 os.killpg(self.pgid, sig)
                 sent += 1
-            except ProcessLookupError:
+                group_done = True
+            except (ProcessLookupError, PermissionError):
                 pass
-            except PermissionError:
-                pass
-        for pid in self.pids():
+        for pid, group in self._members().items():
+            if group_done and group == self.pgid:
+                continue  # the group got it already: a handler must not see it twice
             try:
                 os.kill(pid, sig)
                 sent += 1

@@ -433,3 +433,15 @@ def test_a_failure_of_oarexec_after_ready_is_still_reported(jobs, report_server)
     report = report_server.wait_report()
     assert report["oarexec_code"] == 70 and report["user_status"] is None
     assert not (jobs.workdir / "ran").exists()
+
+
+def test_kill_sends_term_once_then_kill(jobs, report_server):
+    command = "trap 'echo term >> terms' TERM; touch ready; while :; do sleep 0.1; done"
+    files = jobs.start(jobs.data(command, kill_grace=1))
+    wait_for(lambda: (jobs.workdir / "ready").exists(), what="the job to be ready")
+    assert jobs.jobctl(files, "kill").returncode == 0
+    report = report_server.wait_report()
+    assert report["oarexec_code"] == 3
+    # the shell survived TERM (its trap), so KILL ended it after the grace time
+    assert os.WIFSIGNALED(report["user_status"]) and os.WTERMSIG(report["user_status"]) == signal.SIGKILL
+    assert (jobs.workdir / "terms").read_text() == "term\n"

@@ -296,9 +296,10 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
     job.env = {**base, **oar_env}
 
     workdir = data["launching_directory"]
+    # existence with oarexec's rights (10), access with the user's (12)
+    if not os.path.isdir(workdir):
+        raise SetupError(Codes.WORKDIR, f"the working directory {workdir} does not exist")
     with as_user(user, job.as_root):
-        if not os.path.isdir(workdir):
-            raise SetupError(Codes.WORKDIR, f"the working directory {workdir} does not exist")
         try:
             os.chdir(workdir)
         except OSError as exc:

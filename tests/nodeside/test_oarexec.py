@@ -317,6 +317,10 @@ def test_working_directory_the_user_cannot_enter_is_code_12(jobs, open_dir, job_
     with pytest.raises(LaunchError) as caught:
         jobs.start(jobs.data("true", user=job_account, launching_directory=str(closed)))
     assert caught.value.oarexec_code == 12
+    (closed / "inside").mkdir()  # exists, but behind a directory the user cannot cross
+    with pytest.raises(LaunchError) as caught:
+        jobs.start(jobs.data("true", user=job_account, launching_directory=str(closed / "inside")))
+    assert caught.value.oarexec_code == 12
 
 
 def test_unknown_user_is_code_7(jobs):

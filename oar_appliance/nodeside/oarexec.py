@@ -136,7 +136,28 @@ def read_job_data(fd: int, timeout: float) -> dict[str, Any]:
         data["job_id"] = int(data["job_id"])
     except (TypeError, ValueError):
         raise SetupError(Codes.JOB_DATA, f"bad job_id {data['job_id']!r}") from None
+    for key, kinds in _OPTIONAL_TYPES.items():
+        value = data.get(key)
+        # bool is an int to isinstance: true is no walltime, and 1 no flag
+        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
+        if value is not None and not ok:
+            raise SetupError(Codes.JOB_DATA, f"bad {key} in the job data: {value!r}")
     return data
+
+
+_NUMBER = (int, float)
+#: the type of every optional key of the job data (null is always allowed)
+_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
+    "user": (str,), "command": (str,), "launching_directory": (str,), "challenge": (str,),
+    "runtime_dir": (str,), "name": (str,), "project": (str,), "queue": (str,), "host": (str,),
+    "stdout_file": (str,), "stderr_file": (str,), "prologue": (str,), "epilogue": (str,),
+    "walltime": _NUMBER, "prologue_timeout": _NUMBER, "kill_grace": _NUMBER,
+    "report_try_timeout": _NUMBER, "report_max_backoff": _NUMBER,
+    "array_id": (int,), "array_index": (int,), "checkpoint_signal": (int, str),
+    "node_file_lines": (list,), "resource_properties": (list,), "cpuset": (list,),
+    "hosts": (list,), "types": (list,),
+    "interactive": (bool,), "debug": (bool,), "login_shell": (bool,),
+}
 
 
 def walltime_hms(seconds: int) -> str:
@@ -446,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the launcher, never a traceback
+        if job is not None:
+            remove_files(job.created)
+        print(f"#ERROR: oarexec failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return Codes.INTERNAL
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ report received by a real zmq ROUTER in the test (standing in for oar-server).""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -432,11 +433,50 @@ def test_walltime_and_signal_names():
 
 
 def test_a_failure_of_oarexec_after_ready_is_still_reported(jobs, report_server):
-    # a malformed optional value only read once detached makes oarexec itself fail
-    jobs.start(jobs.data("touch ran", prologue="/bin/true", prologue_timeout="soon"))
+    """An internal failure cannot be caused from outside (the job data is checked before
+    the ready line), so it is simulated: a detached oarexec whose job phase raises."""
+    data = jobs.data("touch ran")
+    script = (
+        "import json, sys\n"
+        "from oar_appliance.nodeside import job_runner, oarexec\n"
+        "def broken(self):\n"
+        "    raise RuntimeError('simulated failure')\n"
+        "job_runner.JobRunner._run_job = broken\n"
+        "sys.exit(oarexec.main())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(data).encode(),
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 0 and READY_LINE.encode() in proc.stdout
+    jobs.started.append(jobs.files(data))
     report = report_server.wait_report()
     assert report["oarexec_code"] == 70 and report["user_status"] is None
     assert not (jobs.workdir / "ran").exists()
+
+
+def test_job_data_of_the_wrong_type_is_code_30(jobs):
+    for key, value in (("walltime", "1:00:00"), ("prologue", 5), ("interactive", 1),
+                       ("node_file_lines", "node-1"), ("array_id", True)):
+        with pytest.raises(LaunchError) as caught:
+            jobs.start(jobs.data("true", **{key: value}))
+        assert caught.value.oarexec_code == 30 and key in str(caught.value), key
+
+
+def test_an_unexpected_error_before_ready_is_one_line(jobs):
+    """A bug before the ready line (simulated: nothing outside can cause one) gives one
+    #ERROR line and exit code 70, never a traceback."""
+    script = (
+        "import sys\n"
+        "from oar_appliance.nodeside import oarexec\n"
+        "def broken(data, environ):\n"
+        "    raise RuntimeError('simulated failure')\n"
+        "oarexec.prepare = broken\n"
+        "sys.exit(oarexec.main())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(jobs.data("true")).encode(),
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 70
+    assert proc.stderr.decode() == "#ERROR: oarexec failed: RuntimeError: simulated failure\n"
+
 
 
 def test_kill_sends_term_once_then_kill(jobs, report_server):

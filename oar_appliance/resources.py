@@ -358,6 +358,29 @@ def apply_pending_states(db, now: int) -> dict[str, Any]:
     return {"changed": changed, "jobs_to_kill": victims}
 
 
+def set_states(db, ids: Sequence[int], state: str, now: int, finaud: bool = False,
+               reason: str = "resources of the job changed state") -> list[int]:
+    """Change the state of resources at once, with its ``resource_logs`` interval.
+
+    For the server's own periodic decisions (finaud, sarko), which need no request to be
+    carried out later.  ``finaud`` marks the change as finaud's (``finaud_decision``).
+    Jobs holding a resource that leaves Alive get a kill request; returns their ids.
+    """
+    if state not in STATE_NUMBERS:
+        raise UsageError(f"unknown state {state!r} (Alive, Absent, Dead, Suspected)")
+    ids = sorted(set(ids))
+    if not ids:
+        return []
+    resource_table.update(db, ids, {"state": state, "state_num": STATE_NUMBERS[state],
+                                    "finaud_decision": "YES" if finaud else "NO"})
+    _log_values(db, ids, {"state": state}, now, finaud=finaud)
+    if state == "Alive":
+        return []
+    victims = sorted({j for jobs in jobs_on(db, ids, KILLABLE_JOB_STATES).values() for j in jobs})
+    request_kill(db, victims, now, reason=reason)
+    return victims
+
+
 def request_kill(db, job_ids: Sequence[int], now: int, reason: str) -> None:
     """Record kill requests for Leon (``frag_jobs`` and a FRAG_JOB_REQUEST event)."""
     if not job_ids:

@@ -135,3 +135,51 @@ def test_oaraccounting_is_for_administrators(jobs_db, db_url, snapshot, monkeypa
         assert result.rc == 8
         assert result.err.strip() == "#ERROR: only oar or root may do this (you are alice)"
     assert snapshot() == before
+
+
+def _many_ended_jobs(db, count: int, resource_ids: list[int]) -> None:
+    """``count`` Terminated jobs of 100 s each on one resource, written in a few statements."""
+    from oar_appliance.db import bulk
+
+    with db.atomic():
+        job_ids = bulk.insert_returning(db, "jobs", [
+            {"job_user": f"u{i % 3}", "project": "", "queue_name": "default", "state": "Terminated",
+             "start_time": D0 + i, "stop_time": D0 + i + 100, "launching_directory": "/tmp"}
+            for i in range(count)], "job_id")
+        moldables = bulk.insert_returning(db, "moldable_job_descriptions", [
+            {"moldable_job_id": j, "moldable_walltime": 300} for j in job_ids], "moldable_id")
+        db.execute_sql('UPDATE "jobs" SET "assigned_moldable_job" = (SELECT m."moldable_id" FROM '
+                       '"moldable_job_descriptions" m WHERE m."moldable_job_id" = "jobs"."job_id") '
+                       'WHERE "assigned_moldable_job" = 0')
+        bulk.insert_rows(db, "assigned_resources", [
+            {"moldable_job_id": m, "resource_id": resource_ids[k % len(resource_ids)]}
+            for k, m in enumerate(moldables)])
+
+
+def test_two_updates_at_once_count_each_job_once(db, db_url):
+    """The server's update and an admin's oaraccounting may run together."""
+    import threading
+
+    cluster = make_cluster(db)
+    _many_ended_jobs(db, 1500, cluster["node-1"])
+    reports, errors = [], []
+
+    def one():
+        try:
+            reports.append(accounting.update(db, config(), D0 + DAY, batch_size=50))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert sum(r.jobs for r in reports) == 1500
+    used = sum(r[6] for r in _rows(db_url) if r[5] == "USED")
+    asked = sum(r[6] for r in _rows(db_url) if r[5] == "ASKED")
+    assert used == 1500 * 100 and asked == 1500 * 300
+    assert {a for (a,) in run_sql(db_url, 'SELECT DISTINCT "accounted" FROM "jobs"')} == {"YES"}

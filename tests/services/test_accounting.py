@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oar_appliance import accounting
-from oar_appliance.db.models import Accounting, Job
+from oar_appliance.db.models import Job
 from tests.jobdata import add_job
 from tests.services.helpers import config, make_cluster
 from tests.sqlutil import run_sql

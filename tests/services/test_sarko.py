@@ -94,7 +94,10 @@ def test_interactive_jobs_are_not_checkpointed(db, db_url):
     cluster = make_cluster(db)
     job = add_job(db_url, state="Running", walltime=1000, start_time=T0, resources=cluster["node-1"],
                   checkpoint=100, job_type="INTERACTIVE")
-    assert sarko.run(db, config(), T0 + 950).checkpoints == []
+    batch = add_job(db_url, state="Running", walltime=1000, start_time=T0, resources=cluster["node-2"],
+                    checkpoint=100)
+    assert sarko.run(db, config(), T0 + 950).checkpoints == [batch]
+    assert events(job, "CHECKPOINT") == []
 
 
 def test_an_armed_kill_older_than_jobdel_walltime_is_exterminated(db, db_url):

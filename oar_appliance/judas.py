@@ -23,8 +23,8 @@ Notifications never stop the server: :func:`notify_job` hands the work to a smal
 threads and returns at once; every failure is logged (``log.warning``) and described in
 the :class:`Delivery` the returned future gives, with the event type OAR records for it
 (``USER_MAIL_NOTIFICATION``, ``USER_EXEC_NOTIFICATION_ERROR``, ``MAIL_NOTIFICATION_ERROR``)
-so that the caller may write it to ``event_logs``.  :func:`deliver` does the same work
-synchronously.
+so that the caller may write it to ``event_logs`` (:func:`record_event`).  :func:`deliver`
+does the same work synchronously.
 """
 
 from __future__ import annotations
@@ -287,6 +287,18 @@ def notify_job(config: Mapping[str, Any], job: Any, tag: str, text: str) -> Futu
     return _executor().submit(deliver, config, job, tag, text)
 
 
+def record_event(db: Any, job_id: int, delivery: Delivery | None, now: int) -> None:
+    """Write a failed delivery's event (``event_logs``, to_check NO) for the job; nothing
+    for a success or None.  For the server, in its own transaction."""
+    if delivery is None or delivery.ok or delivery.event_type is None:
+        return
+    from .db.models import EventLog  # judas itself needs no database
+
+    EventLog.insert(type=delivery.event_type, job_id=job_id, date=now, to_check="NO",
+                    description=f"{delivery.tag} {delivery.kind} notification failed: {delivery.error}"[:255]
+                    ).execute()
+
+
 def notify_admin(config: Mapping[str, Any], subject: str, body: str, wait: bool = False) -> Future | Delivery | None:
     """Mail the administrator (``MAIL_RECIPIENT``) when mail is configured, else do nothing
     (None).  In the background unless ``wait``; the outcome is a :class:`Delivery`."""
@@ -306,6 +318,6 @@ def notify_admin(config: Mapping[str, Any], subject: str, body: str, wait: bool 
     return send() if wait else _executor().submit(send)
 
 
-__all__ = ["notify_job", "deliver", "notify_admin", "parse_notify", "Method", "Delivery", "TAGS",
+__all__ = ["notify_job", "deliver", "notify_admin", "record_event", "parse_notify", "Method", "Delivery", "TAGS",
            "send_mail", "run_exec", "smtp_address", "mail_subject",
            "USER_MAIL_NOTIFICATION", "USER_EXEC_NOTIFICATION_ERROR", "MAIL_NOTIFICATION_ERROR"]

@@ -173,3 +173,16 @@ def test_admin_mail_when_configured(smtp_server):
     assert delivery.ok
     ((_, rcpt, message),) = smtp_server.messages
     assert rcpt == ["admin@example.org"] and message["Subject"] == "[OAR] node-2 is Suspected"
+
+
+def test_a_failed_delivery_is_recorded_as_the_jobs_event(db):
+    from tests.services.helpers import events
+
+    conf = config(MAIL_SMTP_SERVER=f"127.0.0.1:{_free_port()}")
+    failed = judas.deliver(conf, _job("mail:alice@example.org"), "END", "x")
+    with db.atomic():
+        judas.record_event(db, 42, failed, 1_700_000_000)
+        judas.record_event(db, 42, None, 1_700_000_000)
+    (event,) = events(42)
+    assert event.type == "USER_MAIL_NOTIFICATION" and event.to_check == "NO"
+    assert event.description.startswith("END mail notification failed: ")

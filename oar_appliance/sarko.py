@@ -17,7 +17,10 @@ decision is taken from the database and taken once).  One call:
 3. **Stuck kills.**  A kill armed by Leon (``TIMER_ARMED``) for ``JOBDEL_WALLTIME``
    seconds (counted from ``frag_date``) without the job ending goes to
    ``LEON_EXTERMINATE``: Leon then ends the job in the database and suspects its nodes.
-4. **Dead switch.**  A resource Suspected for ``DEAD_SWITCH_TIME`` seconds (0: never),
+4. **Desktop computing.**  An Alive ``desktop_computing`` resource whose ``expiry_date``
+   (set by the node's agent each time it reports) is past becomes Suspected at once; its
+   jobs get a kill request.
+5. **Dead switch.**  A resource Suspected for ``DEAD_SWITCH_TIME`` seconds (0: never),
    counted from the start of its current ``state`` interval in ``resource_logs``, becomes
    Dead at once, with its log interval.  Resources with a pending state request
    (``next_state``) are left to NodeChangeState.
@@ -36,6 +39,7 @@ import peewee
 
 from . import resources
 from .db import resource_table
+from .db.connection import backend_for
 from .db.models import EventLog, FragJob, Job, JobStateLog, MoldableJobDescription, ResourceLog
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,10 @@ class SarkoReport:
     checkpoints: list[int] = field(default_factory=list)
     #: jobs whose armed kill timed out: ``frag_jobs`` now ``LEON_EXTERMINATE``
     exterminations: list[int] = field(default_factory=list)
+    #: desktop computing resources whose expiry date passed, now Suspected
+    expired_resources: list[int] = field(default_factory=list)
+    #: jobs killed because a resource of theirs expired
+    expired_jobs: list[int] = field(default_factory=list)
     #: resources switched from Suspected to Dead
     dead_resources: list[int] = field(default_factory=list)
     #: their hosts (``network_address``), sorted
@@ -68,11 +76,12 @@ class SarkoReport:
     @property
     def leon_needed(self) -> bool:
         """Leon has work: new kill requests or exterminations."""
-        return bool(self.walltime_kills or self.exterminations)
+        return bool(self.walltime_kills or self.exterminations or self.expired_jobs)
 
     @property
     def anything(self) -> bool:
-        return bool(self.walltime_kills or self.checkpoints or self.exterminations or self.dead_resources)
+        return bool(self.walltime_kills or self.checkpoints or self.exterminations or self.expired_resources
+                    or self.dead_resources)
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -205,6 +214,22 @@ def check_stuck_kills(db: peewee.Database, now: int, jobdel_walltime: int) -> li
     return stuck
 
 
+# ----------------------------------------------------------------------------- desktop computing
+
+def check_desktop_expiry(db: peewee.Database, now: int) -> tuple[list[int], list[int]]:
+    """Alive desktop computing resources past their ``expiry_date`` -> Suspected; returns
+    (those resources, the jobs given a kill request)."""
+    expired = [r["resource_id"] for r in resource_table.select(
+        db, "\"desktop_computing\" = 'YES' AND \"state\" = 'Alive' AND \"next_state\" = 'UnChanged' "
+            f"AND \"expiry_date\" > 0 AND \"expiry_date\" < {backend_for(db).placeholder}",
+        [now], only=["resource_id"])]
+    if not expired:
+        return [], []
+    jobs = resources.set_states(db, expired, "Suspected", now,
+                                reason="Sarko: a desktop computing node of the job expired")
+    return expired, jobs
+
+
 # ----------------------------------------------------------------------------- dead switch
 
 def suspected_since(db: peewee.Database) -> dict[int, tuple[int, str]]:
@@ -257,12 +282,16 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> SarkoReport
     def stuck_kills() -> None:
         report.exterminations = check_stuck_kills(db, now, int(config["JOBDEL_WALLTIME"]))
 
+    def desktop_expiry() -> None:
+        report.expired_resources, report.expired_jobs = check_desktop_expiry(db, now)
+
     def dead_switch() -> None:
         dead = check_dead_switch(db, now, int(config["DEAD_SWITCH_TIME"]))
         report.dead_resources, report.dead_hosts = sorted(dead), sorted(set(dead.values()))
 
     parts = (("walltime", walltime, ("walltime_kills", "checkpoints")),
              ("stuck kills", stuck_kills, ("exterminations",)),
+             ("desktop expiry", desktop_expiry, ("expired_resources", "expired_jobs")),
              ("dead switch", dead_switch, ("dead_resources", "dead_hosts")))
     for name, part, fields in parts:
         try:
@@ -274,11 +303,12 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> SarkoReport
                 setattr(report, name_of_field, [])
             report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
     if report.anything:
-        log.info("sarko: walltime kills %s, checkpoints %s, exterminations %s, dead resources %s",
-                 report.walltime_kills, report.checkpoints, report.exterminations, report.dead_resources)
+        log.info("sarko: walltime kills %s, checkpoints %s, exterminations %s, expired resources %s, "
+                 "dead resources %s", report.walltime_kills, report.checkpoints, report.exterminations,
+                 report.expired_resources, report.dead_resources)
     return report
 
 
 __all__ = ["run", "SarkoReport", "RunningJob", "running_jobs", "suspended_durations",
-           "check_walltimes", "check_stuck_kills", "check_dead_switch", "suspected_since",
+           "check_walltimes", "check_stuck_kills", "check_desktop_expiry", "check_dead_switch", "suspected_since",
            "WALLTIME", "CHECKPOINT", "CHECKPOINT_DESCRIPTION_PREFIX"]

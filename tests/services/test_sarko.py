@@ -160,3 +160,34 @@ def test_a_pending_state_request_is_left_to_node_change_state(db):
     with db.atomic():
         resources.request_state(db, cluster["node-1"], "Alive")
     assert sarko.run(db, config(DEAD_SWITCH_TIME=60), T0 + 100).dead_resources == []
+
+
+def test_expired_desktop_computing_nodes_are_suspected_and_their_jobs_killed(db, db_url):
+    cluster = make_cluster(db, hosts=("desk-1", "desk-2", "node-3"))
+    with db.atomic():
+        resources.set_properties(db, cluster["desk-1"], {"desktop_computing": "YES", "expiry_date": T0 + 50}, T0)
+        resources.set_properties(db, cluster["desk-2"], {"desktop_computing": "YES", "expiry_date": T0 + 500}, T0)
+        resources.set_properties(db, cluster["node-3"], {"expiry_date": T0 + 50}, T0)  # not desktop
+    job = add_job(db_url, state="Running", walltime=6000, start_time=T0, resources=cluster["desk-1"][:1])
+    assert sarko.run(db, config(), T0 + 50).expired_resources == []
+    report = sarko.run(db, config(), T0 + 51)
+    assert report.expired_resources == cluster["desk-1"] and report.expired_jobs == [job]
+    assert report.leon_needed and frag_state(job) == "LEON"
+    states = {r["resource_id"]: r["state"] for r in resource_table.select(db)}
+    assert {states[r] for r in cluster["desk-1"]} == {"Suspected"}
+    assert {states[r] for r in cluster["desk-2"] + cluster["node-3"]} == {"Alive"}
+
+
+def test_a_failing_part_is_reported_and_the_others_still_run(db, db_url, monkeypatch):
+    cluster = make_cluster(db)
+    job = add_job(db_url, state="Running", walltime=60, start_time=T0, resources=cluster["node-1"])
+    _suspect(db, cluster["node-2"], T0)
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sarko, "check_walltimes", broken)  # stands for any failure of a part
+    report = sarko.run(db, config(DEAD_SWITCH_TIME=10), T0 + 100)
+    assert report.errors == ["walltime: RuntimeError: disk full"]
+    assert report.walltime_kills == [] and frag_state(job) is None
+    assert report.dead_resources == cluster["node-2"]

@@ -86,16 +86,17 @@ def _marks(db: peewee.Database, count: int) -> str:
     return ", ".join([backend_for(db).placeholder] * count)
 
 
-def _claim(db: peewee.Database, limit: int) -> list[int]:
-    """Mark up to ``limit`` ended, unaccounted jobs accounted; return those this
-    transaction marked (a concurrent update's jobs are not returned)."""
+def _claim(db: peewee.Database, limit: int) -> tuple[int, list[int]]:
+    """Mark up to ``limit`` ended, unaccounted jobs accounted; return how many were found
+    and those this transaction marked (a concurrent update's jobs are not returned: on
+    PostgreSQL its UPDATE waits for the other transaction, then finds them accounted)."""
     mark = backend_for(db).placeholder
     ids = [row[0] for row in db.execute_sql(
         f'SELECT "job_id" FROM "jobs" WHERE "accounted" = {mark} AND "state" IN ({_marks(db, 2)}) '
         f'ORDER BY "job_id" LIMIT {int(limit)}', ["NO", *ENDED_STATES]).fetchall()]
     if not ids:
-        return []
-    return sorted(row[0] for row in db.execute_sql(
+        return 0, []
+    return len(ids), sorted(row[0] for row in db.execute_sql(
         f'UPDATE "jobs" SET "accounted" = {mark} WHERE "accounted" = {mark} '
         f'AND "job_id" IN ({_marks(db, len(ids))}) RETURNING "job_id"', ["YES", "NO", *ids]).fetchall())
 
@@ -145,14 +146,14 @@ def update(db: peewee.Database, config: Mapping[str, Any], now: int | None = Non
     report = AccountingReport()
     while True:
         with db.atomic():
-            ids = _claim(db, batch_size)
+            found, ids = _claim(db, batch_size)
             if ids:
                 totals = consumptions(_load(db, ids), size)
                 _add(db, totals)
                 report.jobs += len(ids)
                 report.rows += len(totals)
                 report.batches += 1
-        if not ids:
+        if not found:
             break
     if report.jobs:
         log.info("accounting: %d jobs accounted, %d rows", report.jobs, report.rows)

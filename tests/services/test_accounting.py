@@ -162,11 +162,13 @@ def test_two_updates_at_once_count_each_job_once(db, db_url):
 
     cluster = make_cluster(db)
     _many_ended_jobs(db, 1500, cluster["node-1"])
-    reports, errors = [], []
+    reports, errors, left = [], [], []
 
     def one():
         try:
             reports.append(accounting.update(db, config(), D0 + DAY, batch_size=50))
+            # an update returns only when every ended job is accounted, by it or the other
+            left.append(Job.select().where(Job.accounted == "NO").count())
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
@@ -178,6 +180,7 @@ def test_two_updates_at_once_count_each_job_once(db, db_url):
     for thread in threads:
         thread.join(timeout=300)
     assert not errors, errors
+    assert left == [0, 0]
     assert sum(r.jobs for r in reports) == 1500
     used = sum(r[6] for r in _rows(db_url) if r[5] == "USED")
     asked = sum(r[6] for r in _rows(db_url) if r[5] == "ASKED")

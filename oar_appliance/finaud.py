@@ -192,9 +192,9 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int, check: Check |
     check = check or command_check(config)
     try:
         bad = set(check(report.checked))
-    except CheckError as exc:
+    except Exception as exc:  # CheckError, or any failure of a check given by the caller
         log.warning("finaud: node check failed, no state changed: %s", exc)
-        report.error = str(exc)
+        report.error = str(exc) if isinstance(exc, CheckError) else f"{type(exc).__name__}: {exc}"
         return report
     to_suspect = [h for h in idle if h in bad]
     to_revive = [h for h in suspected if h not in bad]

@@ -128,3 +128,14 @@ def test_finaud_frequency_zero_turns_it_off(db, checker):
     conf = config(PINGCHECKER_GENERIC_COMMAND=checker.command, FINAUD_FREQUENCY=0)
     report = finaud.run(db, conf, T0)
     assert report.checked == [] and checker.calls() == []
+
+
+def test_a_check_that_raises_changes_nothing(db):
+    make_cluster(db)
+
+    def broken(hosts):
+        raise OSError("no route to the checker")
+
+    report = finaud.run(db, config(), T0, broken)
+    assert report.error == "OSError: no route to the checker"
+    assert not report.changed and set(_states(db).values()) == {"Alive"}

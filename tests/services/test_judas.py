@@ -186,3 +186,18 @@ def test_a_failed_delivery_is_recorded_as_the_jobs_event(db):
     (event,) = events(42)
     assert event.type == "USER_MAIL_NOTIFICATION" and event.to_check == "NO"
     assert event.description.startswith("END mail notification failed: ")
+
+
+def test_a_silent_smtp_server_does_not_hold_the_caller(monkeypatch):
+    """A server that accepts connections but never greets: notify_job returns at once and
+    the delivery fails after SMTP_TIMEOUT."""
+    monkeypatch.setattr(judas, "SMTP_TIMEOUT", 1.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        conf = config(MAIL_SMTP_SERVER=f"127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        future = judas.notify_job(conf, _job("mail:alice@example.org"), "END", "x")
+        assert time.monotonic() - started < 0.5
+        delivery = future.result(timeout=30)
+    assert not delivery.ok and "timed out" in delivery.error

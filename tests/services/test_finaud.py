@@ -175,3 +175,23 @@ def test_a_generic_command_wins_over_the_connector(db, checker):
     connector = HostsConnector()
     report = finaud.run(db, config(PINGCHECKER_GENERIC_COMMAND=checker.command), T0, connector)
     assert connector.calls == [] and report.suspected_hosts == ["node-1"]
+
+
+def test_without_command_nor_connector_each_host_is_pinged(db, tmp_path, monkeypatch):
+    """A ``ping`` of the test's own, first on PATH (this machine may have none): the host
+    is its last argument; it fails for node-2."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pings"
+    ping = bin_dir / "ping"
+    ping.write_text(f'#!/bin/sh\necho "$@" >> {log}\nfor last; do :; done\n[ "$last" != node-2 ]\n')
+    ping.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    cluster = make_cluster(db)
+    report = finaud.run(db, config(), T0)
+    assert sorted(log.read_text().splitlines()) == ["-c 1 -W 3 node-1", "-c 1 -W 3 node-2"]
+    assert report.suspected_resources == cluster["node-2"]
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    report = finaud.run(db, config(), T0 + 300)
+    assert report.error and "no ping command" in report.error

@@ -57,7 +57,8 @@ timesharing, quotas, karma ordering.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import peewee
@@ -68,8 +69,12 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
-from .core import Occupation, Placement, RoundResult, WaitingJob, schedule_round
+from ..conf import KEYS
+from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
+from .policies import RoundOptions
+from .reservations import EXPIRED, LAUNCH, NO_RESOURCE, REDUCE, WAIT, ReservationStart, reservation_at_start
+from .sharing import JobPolicy, job_policy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,9 @@ __all__ = ["RoundReport", "run_round", "resource_order_sql", "job_message"]
 ACTIVE_STATES = ("toLaunch", "Launching", "Running", "Suspended", "Resuming", "Finishing")
 KILL_REASON = "besteffort job killed for a normal job"
 MESSAGE_MAX = 255
+
+#: the clock of SCHEDULER_TIMEOUT (read through the module, so that a test can replace it)
+_clock = time.monotonic
 
 
 @dataclass
@@ -95,11 +103,16 @@ class RoundReport:
     rejected_reservations: list[int] = field(default_factory=list)
     accepted_reservations: list[int] = field(default_factory=list)
     besteffort_kills: list[int] = field(default_factory=list)
+    #: the round stopped at SCHEDULER_TIMEOUT
+    timed_out: bool = False
 
     def summary(self) -> str:
-        return (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
+        text = (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
                 f"{len(self.planned)} planned, {len(self.messages)} not schedulable, "
                 f"{len(self.besteffort_kills)} besteffort kills.")
+        if self.timed_out:
+            text += " Stopped at SCHEDULER_TIMEOUT."
+        return text
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -227,6 +240,12 @@ class _Job:
     message: str
     moldables: list[tuple[int, int]] = field(default_factory=list)   # (moldable_id, walltime)
     types: list[str] = field(default_factory=list)
+    user: str | None = None
+    name: str | None = None
+    #: the attributes of its -t types (set by _load; None until then or when malformed)
+    policy: JobPolicy | None = None
+    #: the container job id of an inner job, once resolved
+    container_id: int | None = None
 
     @property
     def besteffort(self) -> bool:
@@ -250,6 +269,9 @@ class _Loaded:
     required: dict[int, _Job]                              # required jobs outside `jobs`
     kept_reservations: list[tuple[_Job, int, int, list[int]]]  # job, moldable, start, rids
     queue_rank: dict[str, int]
+    options: RoundOptions = field(default_factory=RoundOptions)
+    #: resources a due reservation may start on (state only: Alive, or Absent to wake up)
+    startable: int = 0
 
     @property
     def kept_by_job(self) -> dict[int, tuple]:
@@ -273,12 +295,13 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     # jobs: the active ones and the waiting ones (one query)
     states = ACTIVE_STATES + ("Waiting",)
     job_cols = ('"job_id", "state", "reservation", "queue_name", "properties", "start_time", '
-                '"assigned_moldable_job", "job_type", "exit_code", "message"')
+                '"assigned_moldable_job", "job_type", "exit_code", "message", "job_user", "job_name"')
     jobs: dict[int, _Job] = {}
     for row in _rows(db, f'SELECT {job_cols} FROM "jobs" WHERE "state" IN ({_marks(db, len(states))})',
                      states):
         jobs[row[0]] = _Job(row[0], row[1], row[2] or "None", row[3] or "", row[4] or None,
-                            row[5] or 0, row[6] or 0, row[7] or "PASSIVE", row[8], row[9] or "")
+                            row[5] or 0, row[6] or 0, row[7] or "PASSIVE", row[8], row[9] or "",
+                            user=row[10], name=row[11])
     state_filter = f'j."state" IN ({_marks(db, len(states))})'
 
     for job_id, moldable_id, walltime in _rows(
@@ -323,6 +346,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
 
     requests: dict[int, list[tuple[int, Any]]] = {}
     broken: dict[int, str] = {}
+    _read_policies(jobs, waiting_ids, broken)
     for job in waiting:
         try:
             built = []
@@ -368,8 +392,10 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     constraints = _Constraints(pool, columns)
     constraints.parsed = probe.parsed
     ids_by_position = [r["resource_id"] for r in rows]
-    usable = pool.bits_where(lambda r: (r["state"] == "Alive" or (
-        r["state"] == "Absent" and (r["available_upto"] or 0) > now)) and r.get("drain") != "YES")
+    startable = pool.bits_where(lambda r: r["state"] == "Alive" or (
+        r["state"] == "Absent" and (r["available_upto"] or 0) > now))
+    usable = startable & pool.bits_where(lambda r: r.get("drain") != "YES")
+    options = _options(config, pool, usable, now)
 
     # occupations: running jobs on their assigned resources
     assigned: dict[int, list[int]] = {}
@@ -385,8 +411,8 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         if job is None:
             continue
         walltime = dict(job.moldables).get(job.assigned_moldable, 0)
-        occupations.append(Occupation(job_id, job.start_time, job.start_time + walltime + security,
-                                      pool.bits_of_ids(rids), besteffort=job.besteffort))
+        occupations.append(_occupation(job, job.start_time, job.start_time + walltime + security,
+                                       pool.bits_of_ids(rids)))
 
     # accepted reservations keep their slot (their Gantt prediction)
     kept: dict[int, tuple[int, int]] = {}
@@ -409,12 +435,90 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         rids = kept_rids.get(moldable_id, [])
         walltime = dict(job.moldables).get(moldable_id, 0)
         kept_reservations.append((job, moldable_id, start, rids))
-        occupations.append(Occupation(job_id, start, start + walltime + security,
-                                      pool.bits_of_ids(rids)))
+        occupations.append(_occupation(job, start, start + walltime + security,
+                                       pool.bits_of_ids(rids), reservation=True))
 
+    _resolve_inner(jobs, waiting, broken)
     return _Loaded(pool, usable, ids_by_position, occupations, waiting, jobs, requests, broken,
                    constraints, dependencies, required, kept_reservations,
-                   {q: p for q, p in priority.items()})
+                   {q: p for q, p in priority.items()}, options, startable)
+
+
+def _read_policies(jobs: Mapping[int, _Job], waiting_ids: set[int], broken: dict[int, str]) -> None:
+    """Each job's -t attributes; a malformed one is a message for a waiting job (a running
+    one is taken as exclusive)."""
+    for job in jobs.values():
+        try:
+            job.policy = job_policy(job.types, job.user, job.name)
+        except ValueError as exc:
+            job.policy = JobPolicy(besteffort=job.besteffort)
+            if job.job_id in waiting_ids:
+                broken[job.job_id] = f"error: {exc}"
+
+
+def _resolve_inner(jobs: Mapping[int, _Job], waiting: Sequence[_Job], broken: dict[int, str]) -> None:
+    """``inner=ID`` or ``inner=NAME`` (the unfinished container job of that name with the
+    lowest id, the job's own user's first) -> ``container_id``; an unknown one is a
+    message: the job is not scheduled, the round goes on."""
+    by_name: dict[str, list[_Job]] = {}
+    for job in jobs.values():
+        if job.policy is not None and job.policy.container:
+            by_name.setdefault(job.policy.container, []).append(job)
+    for job in waiting:
+        value = job.policy.inner if job.policy is not None else None
+        if value is None or job.job_id in broken:
+            continue
+        if value.isdigit():
+            container = jobs.get(int(value))
+            if container is None or container.policy is None or container.policy.container is None:
+                broken[job.job_id] = (f"container job {value} does not exist, has ended or is "
+                                      "not a container: the inner job cannot be scheduled")
+                continue
+            job.container_id = container.job_id
+            continue
+        found = sorted(by_name.get(value, ()), key=lambda c: (c.user != job.user, c.job_id))
+        if not found:
+            broken[job.job_id] = (f"no unfinished container job named {value!r}: the inner job "
+                                  "cannot be scheduled")
+            continue
+        job.container_id = found[0].job_id
+
+
+def _occupation(job: _Job, start: int, end: int, bits: int, reservation: bool = False) -> Occupation:
+    """An Occupation with the -t attributes of job."""
+    policy = job.policy or JobPolicy()
+    return Occupation(job.job_id, start, end, bits,
+                      besteffort=job.besteffort and not reservation,
+                      timesharing=policy.timesharing, placeholder=policy.placeholder,
+                      suspended=job.state == "Suspended",
+                      container=policy.container is not None, inner=job.container_id)
+
+
+def _options(config: Mapping[str, Any], pool: ResourcePool, usable: int, now: int) -> RoundOptions:
+    """The policies of oar.conf and of the resources' ``available_upto``."""
+    always_types = set(_conf(config, "SCHEDULER_RESOURCES_ALWAYS_ASSIGNED_TYPE") or ())
+    suspended_types = set(_conf(config, "SCHEDULER_AVAILABLE_SUSPENDED_RESOURCE_TYPE") or ())
+    always = pool.bits_where(lambda r: r["type"] in always_types) & usable if always_types else 0
+    suspended = pool.bits_where(lambda r: r["type"] in suspended_types) if suspended_types else 0
+    # available_upto: 0 (never set) and the maximum (2^31 - 1) mean no end
+    dates: dict[int, list[int]] = {}
+    for row in pool.rows:
+        upto = row.get("available_upto") or 0
+        if 0 < upto < resource_service.MAX_AVAILABLE_UPTO:
+            dates.setdefault(upto, []).append(row["resource_id"])
+    horizons = tuple((date, pool.bits_of_ids(ids)) for date, ids in sorted(dates.items()))
+    timeout = int(_conf(config, "SCHEDULER_TIMEOUT") or 0)
+    deadline = _clock() + timeout if timeout > 0 else None
+    return RoundOptions(hole_minimum=int(_conf(config, "SCHEDULER_GANTT_HOLE_MINIMUM_TIME") or 0),
+                        always_assigned=always, suspended_shareable=suspended,
+                        horizons=horizons, deadline=deadline, clock=_clock)
+
+
+def _conf(config: Mapping[str, Any], key: str) -> Any:
+    """A key of oar.conf, with its documented default when the mapping lacks it."""
+    if key in config:
+        return config[key]
+    return KEYS[key][1]
 
 
 # ------------------------------------------------------------------------------ the round
@@ -448,6 +552,8 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
             waiting_on = True
             continue
         return "blocked", f"dependency on job {req_id} which is {req.state} and not scheduled"
+    if job.container_id is not None and job.container_id in unresolved:
+        waiting_on = True                               # its container is placed first
     if waiting_on:
         return "wait", 0
     return "ok", earliest
@@ -476,25 +582,35 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
                 later.append(job)
             else:
                 props = job.properties.strip() if job.properties else None
+                policy = job.policy or JobPolicy()
                 wave.append(WaitingJob(
                     job.job_id, tuple(loaded.requests[job.job_id]),
                     constraints=(lambda text, p=props: constraints.of(p, text)),
                     earliest_start=value, besteffort=job.besteffort,
-                    reservation=job.start_time if job.reservation == "toSchedule" else None))
+                    reservation=job.start_time if job.reservation == "toSchedule" else None,
+                    timesharing=policy.timesharing, placeholder=policy.placeholder,
+                    allow=policy.allow, container=policy.container is not None,
+                    inner=job.container_id))
         if not wave:
             for job in later:
                 result.messages[job.job_id] = "dependency cycle: its required jobs wait for it"
             break
-        part = schedule_round(pool, usable, occupations, wave, now, security)
+        part = schedule_round(pool, usable, occupations, wave, now, security,
+                              options=loaded.options)
         result.messages.update(part.messages)
         result.to_launch.extend(part.to_launch)
         kills.update(k for k in part.besteffort_to_kill if k in running_besteffort)
-        besteffort_ids = {w.job_id for w in wave if w.besteffort and w.reservation is None}
         for p in part.placements:
             result.placements.append(p)
             placed[p.job_id] = p
-            occupations.append(Occupation(p.job_id, p.start, p.start + p.walltime + security,
-                                          p.bits, besteffort=p.job_id in besteffort_ids))
+            job = loaded.jobs[p.job_id]
+            occupations.append(_occupation(job, p.start, p.start + p.walltime + security,
+                                           p.bits, reservation=job.reservation != "None"))
+        if part.timed_out:
+            result.timed_out = True
+            for job in later:
+                result.messages[job.job_id] = TIMEOUT_MESSAGE
+            break
         # a job waiting on one that could not be placed is blocked in the next wave
         pending = later
     result.besteffort_to_kill = sorted(kills)
@@ -505,16 +621,61 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
     loaded = _load(db, config, now)
+    due = _reservations_due(loaded, now, int(_conf(config, "RESERVATION_WAITING_RESOURCES_TIMEOUT") or 0))
     result = _schedule(loaded, now, security)
+    _kill_for_reservations(loaded, due, result)
     report = RoundReport(now=now)
-    _write(db, loaded, result, now, report)
+    _write(db, loaded, result, now, report, due)
     return report
+
+
+def _reservations_due(loaded: _Loaded, now: int, waiting_timeout: int) -> dict[int, ReservationStart]:
+    """The decision for each accepted reservation whose start has come (see
+    :mod:`oar_appliance.sched.reservations`); the occupations of those that will not start
+    now on all their resources are adjusted before the round."""
+    pool = loaded.pool
+    due_jobs = [k for k in loaded.kept_reservations if k[2] <= now]
+    if not due_jobs:
+        return {}
+    kept = loaded.kept_by_job
+    busy = 0                # held now by running (non-besteffort) jobs, overdue ones included
+    for occ in loaded.occupations:
+        if occ.job_id not in kept and not occ.besteffort:
+            busy |= occ.bits
+    available = loaded.startable & ~busy
+    decisions: dict[int, ReservationStart] = {}
+    for job, moldable_id, start, rids in due_jobs:
+        walltime = dict(job.moldables).get(moldable_id, 0)
+        decisions[job.job_id] = reservation_at_start(start, walltime, now, pool.bits_of_ids(rids),
+                                                     available, waiting_timeout)
+    occupations = []
+    for occ in loaded.occupations:
+        decision = decisions.get(occ.job_id)
+        if decision is None or decision.action in (LAUNCH, WAIT):
+            occupations.append(occ)
+        elif decision.action == REDUCE:
+            occupations.append(replace(occ, bits=decision.bits))
+    loaded.occupations = occupations
+    return decisions
+
+
+def _kill_for_reservations(loaded: _Loaded, due: Mapping[int, ReservationStart],
+                           result: RoundResult) -> None:
+    """Running besteffort jobs on the resources of a reservation starting now are killed."""
+    starting = [d.bits for d in due.values() if d.action in (LAUNCH, REDUCE)]
+    if not starting:
+        return
+    bits = 0
+    for b in starting:
+        bits |= b
+    kills = {o.job_id for o in loaded.occupations if o.besteffort and o.bits & bits}
+    result.besteffort_to_kill = sorted(set(result.besteffort_to_kill) | kills)
 
 
 # ------------------------------------------------------------------------------ writing
 
 def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
-           report: RoundReport) -> None:
+           report: RoundReport, due: Mapping[int, ReservationStart] | None = None) -> None:
     jobs, pool = loaded.jobs, loaded.pool
     ph = backend_for(db).placeholder
 
@@ -528,13 +689,36 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
     to_launch = set(result.to_launch)
     accepted: list[int] = []
 
+    due = due or {}
+    events: list[dict] = []
+    errors: list[tuple[int, str]] = []                 # due reservations going to Error
     for job, moldable_id, start, rids in loaded.kept_reservations:
-        if start <= now:
-            launch.append((job.job_id, moldable_id, rids))
-            report.to_launch.append(job.job_id)
-        else:
+        decision = due.get(job.job_id)
+        if decision is None:
             predictions.append((moldable_id, start))
             gantt_resources.extend((moldable_id, r) for r in rids)
+            continue
+        action = decision.action
+        if action in (LAUNCH, REDUCE):
+            launch.append((job.job_id, moldable_id, rids_of(decision.bits)))
+            report.to_launch.append(job.job_id)
+            if action == REDUCE:
+                events.append({"type": "SCHEDULER_REDUCE_NB_NODES_FOR_RESERVATION",
+                               "job_id": job.job_id, "date": now,
+                               "description": decision.message[:MESSAGE_MAX], "to_check": "NO"})
+                messages.append((decision.message[:MESSAGE_MAX], job.job_id))
+        elif action == WAIT:
+            predictions.append((moldable_id, start))
+            gantt_resources.extend((moldable_id, r) for r in rids)
+            report.messages[job.job_id] = decision.message
+            if decision.message != job.message:
+                messages.append((decision.message[:MESSAGE_MAX], job.job_id))
+        else:
+            kind = "RESERVATION_EXPIRED" if action == EXPIRED else "RESERVATION_NO_RESOURCE"
+            errors.append((job.job_id, decision.message[:MESSAGE_MAX]))
+            report.messages[job.job_id] = decision.message
+            events.append({"type": kind, "job_id": job.job_id, "date": now,
+                           "description": decision.message[:MESSAGE_MAX], "to_check": "NO"})
 
     for p in result.placements:
         job = jobs[p.job_id]
@@ -564,6 +748,7 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
         elif job is None or text != job.message:
             messages.append((text, job_id))
     report.rejected_reservations = [j for j, _ in rejected]
+    report.timed_out = result.timed_out
     report.accepted_reservations = accepted
     report.besteffort_kills = list(result.besteffort_to_kill)
 
@@ -583,11 +768,14 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
                 f'UPDATE "jobs" SET "message" = {ph} WHERE "job_id" = {ph}', messages)
         if accepted:
             bulk.update_by_ids(db, "jobs", "job_id", accepted, {"reservation": "Scheduled"})
+        rejected += errors
         if rejected:
             db.cursor().executemany(
                 f'UPDATE "jobs" SET "state" = \'Error\', "message" = {ph} '
                 f'WHERE "job_id" = {ph} AND "state" = \'Waiting\'', [(t, j) for j, t in rejected])
             _log_states(db, [j for j, _ in rejected], "Error", now)
+        if events:
+            EventLog.insert_many(events).execute()
         if launch:
             db.cursor().executemany(
                 f'UPDATE "jobs" SET "state" = \'toLaunch\', "start_time" = {ph}, '

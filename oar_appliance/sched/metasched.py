@@ -471,8 +471,9 @@ def _resolve_inner(jobs: Mapping[int, _Job], waiting: Sequence[_Job], broken: di
         if value.isdigit():
             container = jobs.get(int(value))
             if container is None or container.policy is None or container.policy.container is None:
-                broken[job.job_id] = (f"container job {value} does not exist, has ended or is "
-                                      "not a container: the inner job cannot be scheduled")
+                broken[job.job_id] = (f"container job {value} is not a running or waiting "
+                                      "container (unknown, held, ended or not a container): "
+                                      "the inner job cannot be scheduled")
                 continue
             job.container_id = container.job_id
             continue

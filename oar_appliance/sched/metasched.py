@@ -347,6 +347,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     requests: dict[int, list[tuple[int, Any]]] = {}
     broken: dict[int, str] = {}
     _read_policies(jobs, waiting_ids, broken)
+    _resolve_inner(jobs, waiting_ids, broken)
     for job in waiting:
         try:
             built = []
@@ -438,7 +439,6 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         occupations.append(_occupation(job, start, start + walltime + security,
                                        pool.bits_of_ids(rids), reservation=True))
 
-    _resolve_inner(jobs, waiting, broken)
     return _Loaded(pool, usable, ids_by_position, occupations, waiting, jobs, requests, broken,
                    constraints, dependencies, required, kept_reservations,
                    {q: p for q, p in priority.items()}, options, startable)
@@ -456,33 +456,35 @@ def _read_policies(jobs: Mapping[int, _Job], waiting_ids: set[int], broken: dict
                 broken[job.job_id] = f"error: {exc}"
 
 
-def _resolve_inner(jobs: Mapping[int, _Job], waiting: Sequence[_Job], broken: dict[int, str]) -> None:
+def _resolve_inner(jobs: Mapping[int, _Job], waiting_ids: set[int], broken: dict[int, str]) -> None:
     """``inner=ID`` or ``inner=NAME`` (the unfinished container job of that name with the
-    lowest id, the job's own user's first) -> ``container_id``; an unknown one is a
-    message: the job is not scheduled, the round goes on."""
+    lowest id, the job's own user's first) -> ``container_id``, for the waiting jobs and
+    for the running ones (which hold their part of the container); a waiting job whose
+    container is unknown gets a message: it is not scheduled, the round goes on."""
     by_name: dict[str, list[_Job]] = {}
     for job in jobs.values():
         if job.policy is not None and job.policy.container:
             by_name.setdefault(job.policy.container, []).append(job)
-    for job in waiting:
+    for job in jobs.values():
         value = job.policy.inner if job.policy is not None else None
         if value is None or job.job_id in broken:
             continue
         if value.isdigit():
             container = jobs.get(int(value))
-            if container is None or container.policy is None or container.policy.container is None:
+            if container is not None and container.policy is not None \
+                    and container.policy.container is not None:
+                job.container_id = container.job_id
+            elif job.job_id in waiting_ids:
                 broken[job.job_id] = (f"container job {value} is not a running or waiting "
                                       "container (unknown, held, ended or not a container): "
                                       "the inner job cannot be scheduled")
-                continue
-            job.container_id = container.job_id
             continue
         found = sorted(by_name.get(value, ()), key=lambda c: (c.user != job.user, c.job_id))
-        if not found:
+        if found:
+            job.container_id = found[0].job_id
+        elif job.job_id in waiting_ids:
             broken[job.job_id] = (f"no unfinished container job named {value!r}: the inner job "
                                   "cannot be scheduled")
-            continue
-        job.container_id = found[0].job_id
 
 
 def _occupation(job: _Job, start: int, end: int, bits: int, reservation: bool = False) -> Occupation:

@@ -105,6 +105,11 @@ def test_inner_jobs_in_a_running_container(cluster, db_url, now):
     assert "in container job %d" % container in job(db_url, too_long)["message"]
     assert "container job 999999 is not a running or waiting container" in job(db_url, lost)["message"]
     assert assigned(db_url, outside) == node(3) + node(4)   # the round went on
+    # the running inner job holds its part of the container in the next rounds
+    run_sql(db_url, "UPDATE jobs SET state = 'Running' WHERE job_id = %d" % inner)
+    again = sub(oar, "-t", f"inner={container}", "-l", "/nodes=1,walltime=0:10:00", "g")
+    round_at(oar, now + 20)
+    assert prediction(db_url, again) == now + 10 + HOUR + SECURITY
 
 
 def test_container_and_inner_job_placed_in_the_same_round(cluster, db_url, now):

@@ -19,17 +19,39 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   (conservative backfilling: a later job may take a hole in front of earlier ones);
 - moldable alternatives: each is placed, the one that finishes first is kept (ties: the
   first given);
-- besteffort occupations and placements do not block non-besteffort jobs (two Gantts: one
-  of everything, for besteffort jobs, one without besteffort, for the others); a
-  non-besteffort job placed to start at ``now`` on resources of a running besteffort
-  occupation makes that job's id appear in ``besteffort_to_kill``;
+- who blocks whom is decided by *views* (:mod:`~oar_appliance.sched.sharing`), one Gantt
+  per kind of job, built lazily and updated on every placement:
+
+  - besteffort occupations and placements do not block non-besteffort jobs; a
+    non-besteffort job placed to start at ``now`` on resources of a running besteffort
+    occupation makes that job's id appear in ``besteffort_to_kill``;
+  - timesharing (``timesharing`` key, see :func:`~oar_appliance.sched.sharing.timesharing_key`):
+    a timesharing job shares resources with the occupations and placements of timesharing
+    jobs of the *same* key (``*,*``; ``user,*`` and ``*,name`` and ``user,name`` with the
+    job's user / name substituted); every other job blocks it, and a job that is not
+    timesharing never shares;
+  - placeholder / allow: the resources of a ``placeholder=NAME`` job are free for
+    ``allow=NAME`` jobs only (whatever their user); allow jobs block each other;
+
+- containers (:mod:`~oar_appliance.sched.containers`): an ``inner`` job is placed only
+  inside its container's resources and window ``[start, start + walltime)`` (with its
+  own security time, so at most the container's walltime minus the security time); inner
+  jobs are placed after all the others (they cannot compete with them); a container
+  neither running nor placed gives its inner jobs a message;
+- :class:`~oar_appliance.sched.policies.RoundOptions` (keyword ``options``): horizons
+  (``available_upto``: nothing planned at or after it on those resources; a job that
+  would cross it goes elsewhere or later, or gets a message), always-assigned resources
+  (never chosen nor occupied, added to every placement), resources of suspended jobs that
+  others may use, the minimum hole for backfilling (batch jobs only), and a deadline
+  (``SCHEDULER_TIMEOUT``: the jobs not reached get :data:`TIMEOUT_MESSAGE`, what was
+  decided is kept, ``RoundResult.timed_out`` is set);
 - a placement starting at ``now`` is "to launch";
 - an error in one job's data (bad label, unknown constraint text...) gives that job a
   message and never stops the round.
 
-Out of scope (extension points marked ``EXTENSION``): timesharing (the ``timesharing``
-key of occupations is carried but not used: every occupation is exclusive), containers,
-quotas, fairsharing (the caller orders the jobs), energy saving.
+What a due reservation does at its start is decided outside the round
+(:mod:`~oar_appliance.sched.reservations`).  Out of scope (extension points marked
+``EXTENSION``): quotas, fairsharing (the caller orders the jobs), energy saving.
 """
 
 from __future__ import annotations

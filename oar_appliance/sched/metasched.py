@@ -49,9 +49,30 @@ after every job of the earlier waves; it cannot start before its required job an
 A bug in one job's stored data (broken resource rows, a bad expression) gives that job a
 message and never stops the round.
 
-Not done here (EXTENSION): ``available_upto`` as a planning horizon, a reservation
-waiting for missing resources (``RESERVATION_WAITING_RESOURCES_TIMEOUT``), containers,
-timesharing, quotas, karma ordering.
+Policies (:class:`~oar_appliance.sched.policies.RoundOptions` and the job attributes):
+
+- ``-t`` types of every loaded job: ``timesharing[=user|*,name|*]`` (key with the job's
+  user and name), ``placeholder=NAME``, ``allow=NAME``, ``container[=NAME]``,
+  ``inner=ID|NAME`` (a name designates the unfinished container job of that name, the
+  job's own user's first, lowest id); a waiting inner job whose container is not loaded
+  (unknown, held, ended) gets a message; one whose container waits in the same round is
+  scheduled in the wave after it;
+- resources: ``available_upto`` strictly between 0 and 2^31 - 1 is a horizon;
+  ``SCHEDULER_RESOURCES_ALWAYS_ASSIGNED_TYPE`` and
+  ``SCHEDULER_AVAILABLE_SUSPENDED_RESOURCE_TYPE`` select resources by their ``type``;
+  ``SCHEDULER_GANTT_HOLE_MINIMUM_TIME`` is the minimum backfilling hole;
+- ``SCHEDULER_TIMEOUT`` (seconds, 0: no limit) bounds the placement of jobs, all waves
+  together; the round then writes what it decided and the summary says it stopped;
+- accepted reservations whose start has come (:mod:`~oar_appliance.sched.reservations`):
+  launched on all their resources when they are usable (Alive, or Absent with a future
+  ``available_upto``) and not held by a running job; otherwise they wait
+  ``RESERVATION_WAITING_RESOURCES_TIMEOUT`` (message, slot kept), then start on what is
+  left (event ``SCHEDULER_REDUCE_NB_NODES_FOR_RESERVATION``), or go to ``Error`` when
+  nothing is left (event ``RESERVATION_NO_RESOURCE``) or when their start passed by more
+  than their walltime (event ``RESERVATION_EXPIRED``); running besteffort jobs on the
+  resources of a reservation starting now are killed as for any job.
+
+Not done here (EXTENSION): quotas, karma ordering, energy saving.
 """
 
 from __future__ import annotations

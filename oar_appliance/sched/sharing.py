@@ -16,8 +16,9 @@ those.  A view is named by a :data:`ViewKey` ``(sees_besteffort, timesharing, al
 :class:`Views` keeps the list of everything placed so far (running jobs, reservations,
 placements of the round, planning horizons) and builds a view's Gantt the first time a job
 needs it, replaying that list; afterwards each new occupation is applied to every view it
-blocks.  A round without timesharing or placeholder jobs builds at most two views (normal
-jobs, besteffort jobs), as many Gantts as before these policies existed.
+blocks.  A view whose key names nothing present in that list is the plain view (the
+first job of a timesharing key, a besteffort job when no besteffort job is placed yet):
+a round builds one Gantt per kind of sharing actually in use, one when there is none.
 
 Also here: reading the scheduling attributes of a job from its ``-t`` types
 (:func:`job_policy`).
@@ -72,12 +73,23 @@ class Views:
         self._factory = factory
         self._records: list[tuple[int, int, int, Share]] = []
         self._views: dict[ViewKey, Any] = {}
+        # what the records hold that some view does not see: a view whose key names
+        # nothing of it is the same Gantt as the plain view, and shares its placer
+        self._besteffort = False
+        self._timesharing: set[str] = set()
+        self._placeholders: set[str] = set()
 
     def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE) -> None:
         """Take ``bits`` on ``[start, end)`` in every view the occupation blocks."""
         if end <= start or not bits:
             return
         self._records.append((start, end, bits, share))
+        if share is not EXCLUSIVE:
+            self._besteffort |= share.besteffort
+            if share.timesharing is not None:
+                self._timesharing.add(share.timesharing)
+            if share.placeholder is not None:
+                self._placeholders.add(share.placeholder)
         if share is EXCLUSIVE:
             for placer in self._views.values():
                 placer.gantt.occupy(start, end, bits)
@@ -87,7 +99,16 @@ class Views:
                 placer.gantt.occupy(start, end, bits)
 
     def placer(self, key: ViewKey) -> Any:
-        """The placer of view ``key`` (built from every occupation so far on first use)."""
+        """The placer of view ``key`` (built from every occupation so far on first use).
+
+        Parts of the key that match no occupation so far are dropped first: e.g. the first
+        timesharing job of a key, or any job of a round without besteffort occupations,
+        uses the plain view (its later jobs get their own view once they have something
+        to share).  So a round builds as many Gantts as it has kinds of sharing in use.
+        """
+        key = (key[0] and self._besteffort,
+               key[1] if key[1] in self._timesharing else None,
+               key[2] if key[2] in self._placeholders else None)
         placer = self._views.get(key)
         if placer is None:
             placer = self._views[key] = self._factory()

@@ -243,3 +243,18 @@ def test_reservation_whose_start_passed_by_its_walltime_goes_to_error(cluster, d
     logs = run_sql(db_url, "SELECT job_state FROM job_state_logs WHERE job_id = %d "
                            "ORDER BY job_state_log_id" % resv)
     assert [s for (s,) in logs] == ["Waiting", "Error"]
+
+
+def test_reservation_starting_kills_besteffort_jobs_on_its_resources(cluster, db_url, now):
+    oar = cluster
+    start = now + 7200
+    best = running(db_url, now, node(1), queue_name="besteffort", types=["besteffort"],
+                   walltime=10 * HOUR, levels=(("network_address", 1),))
+    resv = reserve(oar, start, "/nodes=1")
+    round_at(oar, now)
+    assert job(db_url, resv)["reservation"] == "Scheduled"      # besteffort does not block it
+    out = round_at(oar, start)
+    assert out.endswith("1 besteffort kills.")
+    assert job(db_url, resv)["state"] == "toLaunch" and assigned(db_url, resv) == node(1)
+    assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
+    assert events(db_url, "BESTEFFORT_KILL") == [best]

@@ -94,7 +94,7 @@ from ..conf import KEYS
 from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
 from .policies import RoundOptions
-from .reservations import EXPIRED, LAUNCH, NO_RESOURCE, REDUCE, WAIT, ReservationStart, reservation_at_start
+from .reservations import EXPIRED, LAUNCH, REDUCE, WAIT, ReservationStart, reservation_at_start
 from .sharing import JobPolicy, job_policy
 
 log = logging.getLogger(__name__)

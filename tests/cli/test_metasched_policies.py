@@ -6,11 +6,19 @@ from __future__ import annotations
 import itertools
 import time
 
-from tests.cli.test_metasched import NODE, SECURITY, assigned, job, now, prediction, round_at, sub  # noqa: F401
+import pytest
+
+from tests.cli.test_metasched import NODE, SECURITY, assigned, job, prediction, round_at, sub
 from tests.jobdata import add_job
 from tests.sqlutil import run_sql
 
 HOUR = 3600
+
+
+@pytest.fixture
+def now():
+    """A round date after every submission of the test (jobs are submitted at real time)."""
+    return int(time.time()) + 100
 
 
 def add_conf(path, line: str) -> None:

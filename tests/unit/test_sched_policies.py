@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from oar_appliance.sched.core import (TIMEOUT_MESSAGE, Occupation, RoundOptions, WaitingJob,
-                                      placement_order, schedule_round)
+from oar_appliance.sched.core import (TIMEOUT_MESSAGE, Occupation, RoundOptions, placement_order,
+                                      schedule_round)
 from oar_appliance.sched.hierarchy import ResourcePool
 from oar_appliance.sched.reservations import (EXPIRED, LAUNCH, NO_RESOURCE, REDUCE, WAIT,
                                               reservation_at_start)

@@ -78,8 +78,7 @@ Not done here (EXTENSION): quotas, karma ordering, energy saving.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import peewee
@@ -90,12 +89,13 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
-from ..conf import KEYS
 from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
+from .metasched_policies import (conf_value, kill_for_reservations, occupation, read_policies,
+                                 reservations_due, resolve_inner, round_options)
 from .policies import RoundOptions
-from .reservations import EXPIRED, LAUNCH, REDUCE, WAIT, ReservationStart, reservation_at_start
-from .sharing import JobPolicy, job_policy
+from .reservations import EXPIRED, LAUNCH, REDUCE, WAIT, ReservationStart
+from .sharing import JobPolicy
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,6 @@ __all__ = ["RoundReport", "run_round", "resource_order_sql", "job_message"]
 ACTIVE_STATES = ("toLaunch", "Launching", "Running", "Suspended", "Resuming", "Finishing")
 KILL_REASON = "besteffort job killed for a normal job"
 MESSAGE_MAX = 255
-
-#: the clock of SCHEDULER_TIMEOUT (read through the module, so that a test can replace it)
-_clock = time.monotonic
 
 
 @dataclass
@@ -367,8 +364,8 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
 
     requests: dict[int, list[tuple[int, Any]]] = {}
     broken: dict[int, str] = {}
-    _read_policies(jobs, waiting_ids, broken)
-    _resolve_inner(jobs, waiting_ids, broken)
+    read_policies(jobs, waiting_ids, broken)
+    resolve_inner(jobs, waiting_ids, broken)
     for job in waiting:
         try:
             built = []
@@ -417,7 +414,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     startable = pool.bits_where(lambda r: r["state"] == "Alive" or (
         r["state"] == "Absent" and (r["available_upto"] or 0) > now))
     usable = startable & pool.bits_where(lambda r: r.get("drain") != "YES")
-    options = _options(config, pool, usable, now)
+    options = round_options(config, pool, usable, now)
 
     # occupations: running jobs on their assigned resources
     assigned: dict[int, list[int]] = {}
@@ -433,7 +430,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         if job is None:
             continue
         walltime = dict(job.moldables).get(job.assigned_moldable, 0)
-        occupations.append(_occupation(job, job.start_time, job.start_time + walltime + security,
+        occupations.append(occupation(job, job.start_time, job.start_time + walltime + security,
                                        pool.bits_of_ids(rids)))
 
     # accepted reservations keep their slot (their Gantt prediction)
@@ -457,92 +454,12 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         rids = kept_rids.get(moldable_id, [])
         walltime = dict(job.moldables).get(moldable_id, 0)
         kept_reservations.append((job, moldable_id, start, rids))
-        occupations.append(_occupation(job, start, start + walltime + security,
+        occupations.append(occupation(job, start, start + walltime + security,
                                        pool.bits_of_ids(rids), reservation=True))
 
     return _Loaded(pool, usable, ids_by_position, occupations, waiting, jobs, requests, broken,
                    constraints, dependencies, required, kept_reservations,
                    {q: p for q, p in priority.items()}, options, startable)
-
-
-def _read_policies(jobs: Mapping[int, _Job], waiting_ids: set[int], broken: dict[int, str]) -> None:
-    """Each job's -t attributes; a malformed one is a message for a waiting job (a running
-    one is taken as exclusive)."""
-    for job in jobs.values():
-        try:
-            job.policy = job_policy(job.types, job.user, job.name)
-        except ValueError as exc:
-            job.policy = JobPolicy(besteffort=job.besteffort)
-            if job.job_id in waiting_ids:
-                broken[job.job_id] = f"error: {exc}"
-
-
-def _resolve_inner(jobs: Mapping[int, _Job], waiting_ids: set[int], broken: dict[int, str]) -> None:
-    """``inner=ID`` or ``inner=NAME`` (the unfinished container job of that name with the
-    lowest id, the job's own user's first) -> ``container_id``, for the waiting jobs and
-    for the running ones (which hold their part of the container); a waiting job whose
-    container is unknown gets a message: it is not scheduled, the round goes on."""
-    by_name: dict[str, list[_Job]] = {}
-    for job in jobs.values():
-        if job.policy is not None and job.policy.container:
-            by_name.setdefault(job.policy.container, []).append(job)
-    for job in jobs.values():
-        value = job.policy.inner if job.policy is not None else None
-        if value is None or job.job_id in broken:
-            continue
-        if value.isdigit():
-            container = jobs.get(int(value))
-            if container is not None and container.policy is not None \
-                    and container.policy.container is not None:
-                job.container_id = container.job_id
-            elif job.job_id in waiting_ids:
-                broken[job.job_id] = (f"container job {value} is not a running or waiting "
-                                      "container (unknown, held, ended or not a container): "
-                                      "the inner job cannot be scheduled")
-            continue
-        found = sorted(by_name.get(value, ()), key=lambda c: (c.user != job.user, c.job_id))
-        if found:
-            job.container_id = found[0].job_id
-        elif job.job_id in waiting_ids:
-            broken[job.job_id] = (f"no unfinished container job named {value!r}: the inner job "
-                                  "cannot be scheduled")
-
-
-def _occupation(job: _Job, start: int, end: int, bits: int, reservation: bool = False) -> Occupation:
-    """An Occupation with the -t attributes of job."""
-    policy = job.policy or JobPolicy()
-    return Occupation(job.job_id, start, end, bits,
-                      besteffort=job.besteffort and not reservation,
-                      timesharing=policy.timesharing, placeholder=policy.placeholder,
-                      suspended=job.state == "Suspended",
-                      container=policy.container is not None, inner=job.container_id)
-
-
-def _options(config: Mapping[str, Any], pool: ResourcePool, usable: int, now: int) -> RoundOptions:
-    """The policies of oar.conf and of the resources' ``available_upto``."""
-    always_types = set(_conf(config, "SCHEDULER_RESOURCES_ALWAYS_ASSIGNED_TYPE") or ())
-    suspended_types = set(_conf(config, "SCHEDULER_AVAILABLE_SUSPENDED_RESOURCE_TYPE") or ())
-    always = pool.bits_where(lambda r: r["type"] in always_types) & usable if always_types else 0
-    suspended = pool.bits_where(lambda r: r["type"] in suspended_types) if suspended_types else 0
-    # available_upto: 0 (never set) and the maximum (2^31 - 1) mean no end
-    dates: dict[int, list[int]] = {}
-    for row in pool.rows:
-        upto = row.get("available_upto") or 0
-        if 0 < upto < resource_service.MAX_AVAILABLE_UPTO:
-            dates.setdefault(upto, []).append(row["resource_id"])
-    horizons = tuple((date, pool.bits_of_ids(ids)) for date, ids in sorted(dates.items()))
-    timeout = int(_conf(config, "SCHEDULER_TIMEOUT") or 0)
-    deadline = _clock() + timeout if timeout > 0 else None
-    return RoundOptions(hole_minimum=int(_conf(config, "SCHEDULER_GANTT_HOLE_MINIMUM_TIME") or 0),
-                        always_assigned=always, suspended_shareable=suspended,
-                        horizons=horizons, deadline=deadline, clock=_clock)
-
-
-def _conf(config: Mapping[str, Any], key: str) -> Any:
-    """A key of oar.conf, with its documented default when the mapping lacks it."""
-    if key in config:
-        return config[key]
-    return KEYS[key][1]
 
 
 # ------------------------------------------------------------------------------ the round
@@ -628,7 +545,7 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
             result.placements.append(p)
             placed[p.job_id] = p
             job = loaded.jobs[p.job_id]
-            occupations.append(_occupation(job, p.start, p.start + p.walltime + security,
+            occupations.append(occupation(job, p.start, p.start + p.walltime + security,
                                            p.bits, reservation=job.reservation != "None"))
         if part.timed_out:
             result.timed_out = True
@@ -645,55 +562,12 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
     loaded = _load(db, config, now)
-    due = _reservations_due(loaded, now, int(_conf(config, "RESERVATION_WAITING_RESOURCES_TIMEOUT") or 0))
+    due = reservations_due(loaded, now, int(conf_value(config, "RESERVATION_WAITING_RESOURCES_TIMEOUT") or 0))
     result = _schedule(loaded, now, security)
-    _kill_for_reservations(loaded, due, result)
+    kill_for_reservations(loaded, due, result)
     report = RoundReport(now=now)
     _write(db, loaded, result, now, report, due)
     return report
-
-
-def _reservations_due(loaded: _Loaded, now: int, waiting_timeout: int) -> dict[int, ReservationStart]:
-    """The decision for each accepted reservation whose start has come (see
-    :mod:`oar_appliance.sched.reservations`); the occupations of those that will not start
-    now on all their resources are adjusted before the round."""
-    pool = loaded.pool
-    due_jobs = [k for k in loaded.kept_reservations if k[2] <= now]
-    if not due_jobs:
-        return {}
-    kept = loaded.kept_by_job
-    busy = 0                # held now by running (non-besteffort) jobs, overdue ones included
-    for occ in loaded.occupations:
-        if occ.job_id not in kept and not occ.besteffort:
-            busy |= occ.bits
-    available = loaded.startable & ~busy
-    decisions: dict[int, ReservationStart] = {}
-    for job, moldable_id, start, rids in due_jobs:
-        walltime = dict(job.moldables).get(moldable_id, 0)
-        decisions[job.job_id] = reservation_at_start(start, walltime, now, pool.bits_of_ids(rids),
-                                                     available, waiting_timeout)
-    occupations = []
-    for occ in loaded.occupations:
-        decision = decisions.get(occ.job_id)
-        if decision is None or decision.action in (LAUNCH, WAIT):
-            occupations.append(occ)
-        elif decision.action == REDUCE:
-            occupations.append(replace(occ, bits=decision.bits))
-    loaded.occupations = occupations
-    return decisions
-
-
-def _kill_for_reservations(loaded: _Loaded, due: Mapping[int, ReservationStart],
-                           result: RoundResult) -> None:
-    """Running besteffort jobs on the resources of a reservation starting now are killed."""
-    starting = [d.bits for d in due.values() if d.action in (LAUNCH, REDUCE)]
-    if not starting:
-        return
-    bits = 0
-    for b in starting:
-        bits |= b
-    kills = {o.job_id for o in loaded.occupations if o.besteffort and o.bits & bits}
-    result.besteffort_to_kill = sorted(set(result.besteffort_to_kill) | kills)
 
 
 # ------------------------------------------------------------------------------ writing

@@ -205,7 +205,7 @@ def test_scheduler_timeout_stops_the_round(cluster, db_url, monkeypatch, now):
     # a slow round cannot be produced reliably on a shared machine: the round's clock is
     # replaced by one that advances 4 s per reading (SCHEDULER_TIMEOUT=10 by default)
     ticks = itertools.count(0, 4)
-    monkeypatch.setattr("oar_appliance.sched.metasched._clock", lambda: next(ticks))
+    monkeypatch.setattr("oar_appliance.sched.metasched_policies._clock", lambda: next(ticks))
     out = round_at(oar, now)
     assert out.endswith("Stopped at SCHEDULER_TIMEOUT.")
     assert [job(db_url, j)["state"] for j in ids] == ["toLaunch"] * 2 + ["Waiting"] * 3

@@ -3,15 +3,19 @@ resource availability, SCHEDULER_TIMEOUT, reservations at their start."""
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
-from oar_appliance.sched.core import (TIMEOUT_MESSAGE, Occupation, RoundOptions, placement_order,
-                                      schedule_round)
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oar_appliance.sched.core import (TIMEOUT_MESSAGE, Occupation, RoundOptions, WaitingJob,
+                                      placement_order, schedule_round)
 from oar_appliance.sched.hierarchy import ResourcePool
 from oar_appliance.sched.reservations import (EXPIRED, LAUNCH, NO_RESOURCE, REDUCE, WAIT,
                                               reservation_at_start)
 from oar_appliance.sched.sharing import Share, Views, job_policy, timesharing_key
-from tests.unit.test_core import job, make_pool, node_bits, nodes_of
+from tests.unit.test_core import job, make_pool, node_bits, nodes_of, req
 
 NOW = 1000
 
@@ -290,3 +294,106 @@ def test_reservation_at_start_decisions():
     d = reservation_at_start(100, 50, 151, res, res, 300)
     assert d.action == EXPIRED and "expired" in d.message
     assert reservation_at_start(100, 50, 150, res, res, 300).action == LAUNCH
+
+
+# ----------------------------------------------------------------------------- invariants
+
+@st.composite
+def sharing_scenarios(draw):
+    pool = make_pool(draw(st.integers(1, 4)), draw(st.integers(1, 2)))
+    now = draw(st.integers(0, 20))
+    keys = st.sampled_from([None, None, "k1", "k2"])
+    names = st.sampled_from([None, None, "p"])
+    occs = []
+    for i in range(draw(st.integers(0, 4))):
+        start = draw(st.integers(0, 40))
+        occs.append(Occupation(1000 + i, start, start + draw(st.integers(1, 40)),
+                               draw(st.integers(1, pool.all_bits)),
+                               besteffort=draw(st.integers(0, 3)) == 0,
+                               timesharing=draw(keys), placeholder=draw(names)))
+    texts = ["/nodes=1", "/nodes=2", "/core=1", "/core=2", "/nodes=ALL"]
+    jobs = []
+    for jid in range(1, draw(st.integers(1, 8)) + 1):
+        jobs.append(WaitingJob(
+            jid, ((jid * 10, req(draw(st.sampled_from(texts)), draw(st.integers(1, 30)))),),
+            besteffort=draw(st.integers(0, 4)) == 0, timesharing=draw(keys),
+            placeholder=draw(names), allow=draw(names)))
+    return pool, occs, jobs, now, draw(st.sampled_from([0, 1, 5]))
+
+
+def may_share(a, b):
+    """May occupations/jobs a and b (dicts) hold one resource at the same time?"""
+    if a["ts"] is not None and a["ts"] == b["ts"]:
+        return True                       # timesharing jobs of one key
+    for x, y in ((a, b), (b, a)):
+        if x["ph"] is not None and x["ph"] == y["allow"]:
+            return True                   # a placeholder and a job allowed in it
+        if x["be"] and not x["placed"] and y["placed"] and not y["be"]:
+            return True                   # a besteffort occupation and a normal job
+    return False
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sharing_scenarios())
+def test_sharing_invariants(scenario):
+    pool, occs, jobs, now, security = scenario
+    res = schedule_round(pool, pool.all_bits, occs, jobs, now, security)
+    byid = {j.job_id: j for j in jobs}
+    assert {p.job_id for p in res.placements} | set(res.messages) == set(byid)
+    items = [dict(start=max(o.start, now), end=max(o.end, now + 1) if o.start <= now else o.end,
+                  bits=o.bits, be=o.besteffort, ts=o.timesharing, ph=o.placeholder, allow=None,
+                  placed=False) for o in occs]
+    for p in res.placements:
+        j = byid[p.job_id]
+        items.append(dict(start=p.start, end=p.end + security, bits=p.bits, be=j.besteffort,
+                          ts=j.timesharing, ph=j.placeholder, allow=j.allow, placed=True))
+    for a, b in itertools.combinations(items, 2):
+        if (a["placed"] or b["placed"]) and a["start"] < b["end"] and b["start"] < a["end"] \
+                and a["bits"] & b["bits"]:
+            assert may_share(a, b), (a, b)
+    # conservative backfilling holds with views too: a job's place depends only on the
+    # jobs placed before it
+    order = placement_order(jobs)
+    for k, j in enumerate(order):
+        alone = schedule_round(pool, pool.all_bits, occs, order[:k + 1], now, security)
+        assert alone.placement_of(j.job_id) == res.placement_of(j.job_id)
+
+
+@st.composite
+def container_scenarios(draw):
+    pool = make_pool(draw(st.integers(1, 4)), draw(st.integers(1, 2)))
+    now = draw(st.integers(0, 20))
+    security = draw(st.sampled_from([0, 1, 5]))
+    start = draw(st.integers(0, 40))
+    container = Occupation(1, start, start + draw(st.integers(1, 60)) + security,
+                           draw(st.integers(1, pool.all_bits)), container=True)
+    texts = ["/nodes=1", "/core=1", "/core=2", "/nodes=ALL"]
+    jobs = [WaitingJob(jid, ((jid * 10, req(draw(st.sampled_from(texts)),
+                                            draw(st.integers(1, 30)))),),
+                       inner=draw(st.sampled_from([None, 1, 1, 7])))
+            for jid in range(2, draw(st.integers(2, 9)))]
+    return pool, container, jobs, now, security
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(container_scenarios())
+def test_container_invariants(scenario):
+    pool, c, jobs, now, security = scenario
+    res = schedule_round(pool, pool.all_bits, [c], jobs, now, security)
+    byid = {j.job_id: j for j in jobs}
+    assert {p.job_id for p in res.placements} | set(res.messages) == set(byid)
+    window_end = c.end - security                       # the container's walltime end
+    inner = [p for p in res.placements if byid[p.job_id].inner is not None]
+    for p in inner:
+        assert byid[p.job_id].inner == 1                # never placed in a missing one
+        assert p.bits & ~c.bits == 0
+        assert max(c.start, now) <= p.start and p.end + security <= window_end
+    for a, b in itertools.combinations(inner, 2):       # inner jobs do not overlap
+        assert not (a.bits & b.bits and a.start < b.end + security and b.start < a.end + security)
+    c_end = max(c.end, now + 1) if c.start <= now else c.end
+    for p in res.placements:                            # outer jobs stay out of it
+        if byid[p.job_id].inner is None and p.bits & c.bits:
+            assert p.end + security <= c.start or p.start >= c_end
+    for j in jobs:
+        if j.inner == 7:
+            assert "container job 7" in res.messages[j.job_id]

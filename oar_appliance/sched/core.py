@@ -325,6 +325,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
         views.occupy(max(date, now), FAR, bits & ~always if always else bits)
 
     order = placement_order(waiting)
+    views.expect((j.besteffort, j.timesharing, j.allow) for j in order if j.inner is None)
     kill: set[int] = set()
     clock, deadline = opts.clock, opts.deadline
     for index, job in enumerate(order):
@@ -349,6 +350,8 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
                     message = f"in container job {job.inner}: {message}"
         except Exception as exc:                        # one job's bad data: a message
             placement, message = None, f"error: {exc}"
+        if job.inner is None:
+            views.done((job.besteffort, job.timesharing, job.allow))
         if placement is None:
             result.messages[job.job_id] = message
             continue

@@ -78,6 +78,36 @@ class Views:
         self._besteffort = False
         self._timesharing: set[str] = set()
         self._placeholders: set[str] = set()
+        # jobs still to place per timesharing key / allowed placeholder (see expect())
+        self._wanted_ts: dict[str, int] | None = None
+        self._wanted_allow: dict[str, int] | None = None
+
+    def expect(self, keys: Iterable[ViewKey]) -> None:
+        """Announce the keys of the jobs to come, in any order (optional): a view of a key
+        that no job to come names is dropped as soon as the last one is placed
+        (:meth:`done`), so that it is no longer updated."""
+        ts: dict[str, int] = {}
+        allow: dict[str, int] = {}
+        for _, t, a in keys:
+            if t is not None:
+                ts[t] = ts.get(t, 0) + 1
+            if a is not None:
+                allow[a] = allow.get(a, 0) + 1
+        self._wanted_ts, self._wanted_allow = ts, allow
+
+    def done(self, key: ViewKey) -> None:
+        """The job of ``key`` announced by :meth:`expect` has been handled."""
+        if self._wanted_ts is None:
+            return
+        drop = []
+        for value, wanted, part in ((key[1], self._wanted_ts, 1), (key[2], self._wanted_allow, 2)):
+            if value is not None and wanted.get(value):
+                wanted[value] -= 1
+                if not wanted[value]:
+                    drop.append((part, value))
+        for part, value in drop:
+            for k in [k for k in self._views if k[part] == value]:
+                del self._views[k]      # (rebuilt from the records if ever needed again)
 
     def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE) -> None:
         """Take ``bits`` on ``[start, end)`` in every view the occupation blocks."""

@@ -110,6 +110,36 @@ def test_timesharing_views_are_built_once_per_key():
     assert a.gantt.taken[-1] == (0, 10, 0b01) and b.gantt.taken[-1] == (5, 6, 0b100)
 
 
+def test_views_of_keys_without_jobs_to_come_are_dropped():
+    class FakeGantt:
+        def __init__(self):
+            self.taken = []
+
+        def occupy(self, start, end, bits):
+            self.taken.append((start, end, bits))
+
+    class FakePlacer:
+        def __init__(self):
+            self.gantt = FakeGantt()
+
+    views = Views(FakePlacer)
+    views.expect([(False, "k", None), (False, "k", None), (False, None, "p")])
+    views.occupy(0, 10, 0b1, Share(timesharing="k"))
+    views.occupy(0, 10, 0b10, Share(placeholder="p"))
+    k, p = views.placer((False, "k", None)), views.placer((False, None, "p"))
+    views.done((False, "k", None))
+    assert (False, "k", None) in views.keys()             # one "k" job still to come
+    views.done((False, "k", None))
+    views.occupy(20, 30, 0b100)
+    assert (False, "k", None) not in views.keys() and k.gantt.taken[-1] != (20, 30, 0b100)
+    assert p.gantt.taken[-1] == (20, 30, 0b100)
+    views.done((False, None, "p"))
+    assert views.keys() == []
+    # asked again anyway: rebuilt from every record
+    again = views.placer((False, "k", None))
+    assert again.gantt.taken == [(0, 10, 0b10), (20, 30, 0b100)]
+
+
 def test_besteffort_timesharing_job_sees_besteffort_and_key():
     pool = make_pool(1)
     key = ts("u", "n")

@@ -68,6 +68,7 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
+from . import round_extras
 from .core import Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
 
@@ -505,6 +506,9 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
     loaded = _load(db, config, now)
+    # fairsharing queues: their jobs by karma within each priority level
+    loaded.waiting = round_extras.karma_ordered(db, config, loaded.waiting,
+                                                loaded.queue_rank, now)
     result = _schedule(loaded, now, security)
     report = RoundReport(now=now)
     _write(db, loaded, result, now, report)

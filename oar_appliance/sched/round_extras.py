@@ -1,0 +1,83 @@
+"""What a scheduling round loads for fairsharing, quotas and energy saving (layer 4).
+
+Each function reads what it needs with a few batched queries (never one per job) and
+hands plain data to the pure modules :mod:`~oar_appliance.sched.karma`,
+:mod:`~oar_appliance.sched.quotas` and :mod:`~oar_appliance.sched.energy`.  They are
+called by :func:`oar_appliance.sched.metasched.run_round`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import peewee
+
+from ..db.connection import backend_for
+from . import karma as karma_mod
+
+__all__ = ["queue_policies", "job_owners", "karma_ordered"]
+
+
+def _rows(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    return db.execute_sql(sql, list(params)).fetchall()
+
+
+def queue_policies(db: peewee.Database) -> dict[str, str]:
+    """queue name -> its ``scheduler_policy``."""
+    return {q: p or "" for q, p in _rows(db, 'SELECT "queue_name", "scheduler_policy" FROM "queues"')}
+
+
+def job_owners(db: peewee.Database, states: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """job id -> (user, project) of the jobs in ``states`` (one query)."""
+    marks = ", ".join([backend_for(db).placeholder] * len(states))
+    return {j: (u or "", p or "") for j, u, p in _rows(
+        db, f'SELECT "job_id", "job_user", "project" FROM "jobs" WHERE "state" IN ({marks})',
+        states)}
+
+
+def consumption(db: peewee.Database, start: int, stop: int
+                ) -> dict[str, karma_mod.QueueConsumption]:
+    """Accounting sums per queue, user, project and kind over the rows overlapping
+    ``[start, stop)`` (one grouped query)."""
+    ph = backend_for(db).placeholder
+    rows = _rows(db, 'SELECT "queue_name", "accounting_user", "accounting_project", '
+                     '"consumption_type", SUM("consumption") FROM "accounting" '
+                     f'WHERE "window_stop" > {ph} AND "window_start" < {ph} '
+                     'GROUP BY "queue_name", "accounting_user", "accounting_project", '
+                     '"consumption_type"', [start, stop])
+    return karma_mod.consumption_by_queue(rows)
+
+
+def karma_ordered(db: peewee.Database, config: Mapping[str, Any], waiting: Sequence[Any],
+                  priority: Mapping[str, int], now: int,
+                  policies: Mapping[str, str] | None = None,
+                  owners: Mapping[int, tuple[str, str]] | None = None) -> list[Any]:
+    """``waiting`` (jobs with ``job_id`` and ``queue``, in priority order) with the jobs of
+    fairsharing queues ordered by karma within their priority level.
+
+    Nothing is read (and the order is unchanged) when no queue of a waiting job is a
+    fairsharing one.
+    """
+    if policies is None:
+        policies = queue_policies(db)
+    fair = {q for q, p in policies.items() if karma_mod.is_fairsharing(p)}
+    if not any(j.queue in fair for j in waiting):
+        return list(waiting)
+    params = karma_mod.params_from_config(config)
+    if owners is None:
+        owners = job_owners(db, ("Waiting",))
+    used = consumption(db, now - params.window, now)
+    cache: dict[tuple[str, str, str], float] = {}
+
+    def karma_of(job: Any) -> float | None:
+        if job.queue not in fair:
+            return None
+        user, project = owners.get(job.job_id, ("", ""))
+        key = (job.queue, user, project)
+        if key not in cache:
+            cache[key] = karma_mod.karma(params, used.get(job.queue), user, project)
+        return cache[key]
+
+    return karma_mod.karma_order(waiting, lambda j: priority.get(j.queue, 0), karma_of,
+                                 lambda j: j.job_id)

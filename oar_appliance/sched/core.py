@@ -29,7 +29,9 @@ Rules (REFERENCE.md, "Scheduling semantics"):
 
 Out of scope (extension points marked ``EXTENSION``): timesharing (the ``timesharing``
 key of occupations is carried but not used: every occupation is exclusive), containers,
-quotas, fairsharing (the caller orders the jobs), energy saving.
+fairsharing (the caller orders the jobs), energy saving (decided from the result).
+Quotas: an optional ``quotas`` object checks each candidate placement (see
+:func:`schedule_round`).
 """
 
 from __future__ import annotations
@@ -239,12 +241,16 @@ def placement_order(waiting: Sequence[WaitingJob]) -> list[WaitingJob]:
 
 
 def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupation],
-                   waiting: Sequence[WaitingJob], now: int, security_time: int = 0
-                   ) -> RoundResult:
+                   waiting: Sequence[WaitingJob], now: int, security_time: int = 0,
+                   *, quotas=None) -> RoundResult:
     """Schedule the waiting jobs around the occupations; see the module docstring.
 
     ``usable``: the bits of the resources that may be used (Alive...); ``waiting`` in
-    priority order.
+    priority order.  ``quotas`` (optional, e.g. :class:`oar_appliance.sched.quotas.Quotas`)
+    has ``check(job_id, start, end, bits) -> bool``, ``add(job_id, start, end, bits)`` and
+    ``next_change(t, quiet_from) -> int | None``: a placement it refuses is not taken and
+    later starts are tried; every placement taken is added to it (the caller adds the
+    occupations).  ``end`` includes the security time.
     """
     result = RoundResult()
     memo: dict = {}
@@ -268,7 +274,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     for job in order:
         try:
             placement, message = _schedule_job(pool, usable, job, normal, everything, now,
-                                               security_time)
+                                               security_time, quotas)
         except Exception as exc:                        # one job's bad data: a message
             placement, message = None, f"error: {exc}"
         if placement is None:
@@ -277,6 +283,8 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
         result.placements.append(placement)
         end = placement.start + placement.walltime + security_time
         everything.gantt.occupy(placement.start, end, placement.bits)
+        if quotas is not None:
+            quotas.add(job.job_id, placement.start, end, placement.bits)
         if not job.besteffort or job.reservation is not None:
             # (a new reservation blocks everyone, even one flagged besteffort)
             normal.gantt.occupy(placement.start, end, placement.bits)
@@ -290,8 +298,29 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     return result
 
 
+def _within_quotas(placer: _Placer, quotas, job_id: int, request: MoldableRequest,
+                   cbits: Callable[[str | None], int], duration: int,
+                   found: tuple[int, int], latest: int | None) -> tuple[int, int] | None:
+    """The first fit from ``found`` on that the quotas accept (None: none ever will)."""
+    times = placer.gantt.times
+    while found is not None:
+        start, bits = found
+        if quotas.check(job_id, start, start + duration, bits):
+            return found
+        if latest is not None:
+            return None                                 # a reservation has one start
+        i = bisect_right(times, start)
+        nxt = quotas.next_change(start, times[-1])
+        if i < len(times):
+            nxt = times[i] if nxt is None else min(nxt, times[i])
+        if nxt is None:
+            return None
+        found = placer.place(request, cbits, duration, nxt, None)
+    return None
+
+
 def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Placer,
-                  everything: _Placer, now: int, security_time: int
+                  everything: _Placer, now: int, security_time: int, quotas=None
                   ) -> tuple[Placement | None, str]:
     placer = everything if job.besteffort else normal
     cbits = _resolver(pool, job.constraints)
@@ -323,6 +352,12 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Pla
                 continue
         # EXTENSION (quotas, containers, energy saving): restrict/filter here
         found = placer.place(request, cbits, walltime + security_time, earliest, latest)
+        if found is not None and quotas is not None:
+            found = _within_quotas(placer, quotas, job.job_id, request, cbits,
+                                   walltime + security_time, found, latest)
+            if found is None:
+                reasons.append(f"moldable {moldable_id}: no slot within the quotas")
+                continue
         if found is None:
             if latest is not None:
                 reasons.append(f"moldable {moldable_id}: no slot at {latest}")

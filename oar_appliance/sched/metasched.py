@@ -454,7 +454,7 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
     return "ok", earliest
 
 
-def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
+def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundResult:
     """Run the core, in waves for dependencies on jobs of the same round."""
     pool, usable = loaded.pool, loaded.usable
     result = RoundResult()
@@ -486,7 +486,7 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
             for job in later:
                 result.messages[job.job_id] = "dependency cycle: its required jobs wait for it"
             break
-        part = schedule_round(pool, usable, occupations, wave, now, security)
+        part = schedule_round(pool, usable, occupations, wave, now, security, quotas=quotas)
         result.messages.update(part.messages)
         result.to_launch.extend(part.to_launch)
         kills.update(k for k in part.besteffort_to_kill if k in running_besteffort)
@@ -505,11 +505,18 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
 def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> RoundReport:
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
+    quota_rules = round_extras.load_quota_rules(config)       # before any work: bad file
     loaded = _load(db, config, now)
+    owners = None
+    quotas = None
+    if quota_rules is not None:
+        owners = round_extras.job_owners(db, ACTIVE_STATES + ("Waiting",))
+        quotas = round_extras.build_quotas(quota_rules, loaded.jobs, owners,
+                                           loaded.occupations, now)
     # fairsharing queues: their jobs by karma within each priority level
     loaded.waiting = round_extras.karma_ordered(db, config, loaded.waiting,
-                                                loaded.queue_rank, now)
-    result = _schedule(loaded, now, security)
+                                                loaded.queue_rank, now, owners=owners)
+    result = _schedule(loaded, now, security, quotas)
     report = RoundReport(now=now)
     _write(db, loaded, result, now, report)
     return report

@@ -8,15 +8,18 @@ called by :func:`oar_appliance.sched.metasched.run_round`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import peewee
 
 from ..db.connection import backend_for
+from ..errors import ConfigError
 from . import karma as karma_mod
+from . import quotas as quotas_mod
 
-__all__ = ["queue_policies", "job_owners", "karma_ordered"]
+__all__ = ["queue_policies", "job_owners", "karma_ordered", "load_quota_rules", "build_quotas"]
 
 
 def _rows(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -81,3 +84,41 @@ def karma_ordered(db: peewee.Database, config: Mapping[str, Any], waiting: Seque
 
     return karma_mod.karma_order(waiting, lambda j: priority.get(j.queue, 0), karma_of,
                                  lambda j: j.job_id)
+
+
+def load_quota_rules(config: Mapping[str, Any]) -> quotas_mod.QuotaRules | None:
+    """The rules of ``QUOTAS_CONF_FILE`` when ``QUOTAS`` is on, else None.
+
+    A missing, unreadable or malformed file is a :class:`ConfigError` naming the file.
+    """
+    if not config.get("QUOTAS", False):
+        return None
+    path = config.get("QUOTAS_CONF_FILE") or "/etc/oar/scheduler_quotas.conf"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"QUOTAS_CONF_FILE {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"QUOTAS_CONF_FILE {path}: not UTF-8 text") from None
+    return quotas_mod.parse_rules(text, path)
+
+
+def build_quotas(rules: quotas_mod.QuotaRules, jobs: Mapping[int, Any],
+                 owners: Mapping[int, tuple[str, str]], occupations: Iterable[Any],
+                 now: int) -> quotas_mod.Quotas:
+    """A :class:`Quotas` knowing every loaded job and counting the ``occupations``.
+
+    ``jobs``: job id -> object with ``queue``, ``types`` and ``besteffort``; the periods
+    are read in the server's local time at ``now``.
+    """
+    kinds = {}
+    for job_id, job in jobs.items():
+        user, project = owners.get(job_id, ("", ""))
+        kinds[job_id] = quotas_mod.JobKind(job.queue, project, user, tuple(job.types),
+                                           bool(job.besteffort))
+    offset = datetime.fromtimestamp(now).astimezone().utcoffset()
+    quotas = quotas_mod.Quotas(rules, kinds, int(offset.total_seconds()) if offset else 0)
+    for occ in occupations:
+        quotas.add(occ.job_id, occ.start, occ.end, occ.bits)
+    return quotas

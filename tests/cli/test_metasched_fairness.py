@@ -84,3 +84,78 @@ def test_bad_targets_is_a_clear_error(cluster, db_url, oar_conf, now):
     assert result.rc == 3
     assert result.err.startswith("#ERROR: SCHEDULER_FAIRSHARING_PROJECT_TARGETS: cannot read")
     assert "Traceback" not in result.err
+
+
+# ----------------------------------------------------------------------------- quotas
+
+NODE1 = (("network_address", 1),)
+
+
+def quotas_conf(oar_conf, tmp_path, text):
+    path = tmp_path / "scheduler_quotas.conf"
+    path.write_text(text)
+    with open(oar_conf, "a") as conf:
+        conf.write(f'QUOTAS="yes"\nQUOTAS_CONF_FILE="{path}"\n')
+    return path
+
+
+def test_quota_per_user_delays_the_second_job(cluster, db_url, oar_conf, tmp_path, now):
+    oar = cluster
+    quotas_conf(oar_conf, tmp_path, '{"rules": {"*,*,*,/": [8, -1, -1], "*,*,*,*": [-1, 2, -1]}}')
+    a1 = add_job(db_url, job_user="alice", levels=NODE1)
+    a2 = add_job(db_url, job_user="alice", levels=NODE1, walltime=600)
+    b1 = add_job(db_url, job_user="bob", levels=NODE1)
+    b2 = add_job(db_url, job_user="bob", levels=NODE1, walltime=1200)
+    out = round_at(oar, now)
+    assert out.startswith("Scheduled 4 jobs: 2 to launch, 2 planned")
+    assert job(db_url, a1)["state"] == "toLaunch" and job(db_url, b1)["state"] == "toLaunch"
+    # 2 nodes stay free, but each user may hold 8 resources at once: after their first job
+    assert prediction(db_url, a2) == now + 3600 + SECURITY
+    assert prediction(db_url, b2) == now + 3600 + SECURITY
+    # the running jobs count in the next round too
+    run_sql(db_url, f"UPDATE jobs SET state = 'Running' WHERE job_id IN ({a1}, {b1})")
+    c = add_job(db_url, job_user="carol", levels=NODE1)
+    round_at(oar, now + 10)
+    # at most 2 jobs at once: carol waits for the end of a2 (planned after the running ones)
+    assert prediction(db_url, a2) == prediction(db_url, b2) == now + 3600 + SECURITY
+    assert prediction(db_url, c) == now + 3600 + SECURITY + 600 + SECURITY
+    assert job(db_url, c)["state"] == "Waiting"
+
+
+def test_quota_off_by_default(cluster, db_url, now):
+    oar = cluster
+    a1 = add_job(db_url, job_user="alice", levels=NODE1)
+    a2 = add_job(db_url, job_user="alice", levels=NODE1)
+    round_at(oar, now)
+    assert job(db_url, a1)["state"] == job(db_url, a2)["state"] == "toLaunch"
+
+
+def test_quota_never_satisfiable_gets_a_message(cluster, db_url, oar_conf, tmp_path, now):
+    oar = cluster
+    quotas_conf(oar_conf, tmp_path, '{"rules": {"default,*,*,alice": [4, -1, -1]}}')
+    a = add_job(db_url, job_user="alice", levels=NODE1)
+    b = add_job(db_url, job_user="bob", levels=NODE1)
+    round_at(oar, now)
+    assert job(db_url, a)["message"] == "cannot be satisfied: moldable %d: no slot within the quotas" % (
+        run_sql(db_url, f"SELECT moldable_id FROM moldable_job_descriptions WHERE moldable_job_id = {a}")[0][0])
+    assert job(db_url, b)["state"] == "toLaunch"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    ('{"rules": {"*,*,/": [1, 1, 1]}}', "must be 'queue,project,job_type,user'"),
+    (None, "cannot read it"),
+])
+def test_bad_quotas_file_is_a_clear_error(cluster, db_url, oar_conf, tmp_path, now, snapshot,
+                                          text, message):
+    oar = cluster
+    path = quotas_conf(oar_conf, tmp_path, text or "")
+    if text is None:
+        path.unlink()
+    add_job(db_url, job_user="alice", levels=NODE1)
+    before = snapshot()
+    result = oar("oar-metasched", "--now", str(now))
+    assert result.rc == 3
+    assert result.err.startswith("#ERROR: ") and message in result.err and str(path) in result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    assert snapshot() == before

@@ -29,6 +29,10 @@ def run(args, ctx: Context) -> int:
         now = int(text)
     report = run_round(ctx.db, ctx.config, now)
     ctx.out(report.summary())
+    if report.nodes_to_wake:
+        ctx.out("Nodes to wake up: " + " ".join(report.nodes_to_wake))
+    if report.nodes_to_halt:
+        ctx.out("Nodes to halt: " + " ".join(report.nodes_to_halt))
     return 0
 
 

@@ -49,9 +49,16 @@ after every job of the earlier waves; it cannot start before its required job an
 A bug in one job's stored data (broken resource rows, a bad expression) gives that job a
 message and never stops the round.
 
+Fairsharing, quotas, energy saving (:mod:`~oar_appliance.sched.round_extras` loads what
+they need): jobs of fairsharing queues are ordered by karma within their priority level;
+with ``QUOTAS`` the core gets a :class:`~oar_appliance.sched.quotas.Quotas` counting the
+running jobs and accepted reservations; a job placed at ``now`` on a resource that is not
+``Alive`` is not launched (it keeps its slot), and the report lists the nodes to wake up
+and to halt.
+
 Not done here (EXTENSION): ``available_upto`` as a planning horizon, a reservation
 waiting for missing resources (``RESERVATION_WAITING_RESOURCES_TIMEOUT``), containers,
-timesharing, quotas, karma ordering.
+timesharing.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
-from . import round_extras
+from . import energy, round_extras
 from .core import Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
 
@@ -96,6 +103,10 @@ class RoundReport:
     rejected_reservations: list[int] = field(default_factory=list)
     accepted_reservations: list[int] = field(default_factory=list)
     besteffort_kills: list[int] = field(default_factory=list)
+    #: energy saving: network addresses of the nodes to wake up / to halt (the server
+    #: runs SCHEDULER_NODE_MANAGER_WAKE_UP_CMD / _SLEEP_CMD with them)
+    nodes_to_wake: list[str] = field(default_factory=list)
+    nodes_to_halt: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
@@ -518,8 +529,31 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
                                                 loaded.queue_rank, now, owners=owners)
     result = _schedule(loaded, now, security, quotas)
     report = RoundReport(now=now)
+    _energy(db, config, loaded, result, now, security, report)
     _write(db, loaded, result, now, report)
     return report
+
+
+def _energy(db: peewee.Database, config: Mapping[str, Any], loaded: _Loaded,
+            result: RoundResult, now: int, security: int, report: RoundReport) -> None:
+    """Keep a job off non-Alive resources (it starts once they are up) and fill the
+    report's energy saving decisions (:mod:`oar_appliance.sched.energy`)."""
+    pool = loaded.pool
+    alive = pool.bits_where(lambda r: r["state"] == "Alive")
+    launching = set(result.to_launch)
+    blocked = set(energy.launch_blocked(
+        [(p.job_id, p.bits) for p in result.placements if p.job_id in launching], alive))
+    if blocked:
+        result.to_launch = [j for j in result.to_launch if j not in blocked]
+    params = energy.params_from_config(config)
+    if not (params.wake or params.halt):
+        return
+    kept = [(start, pool.bits_of_ids(rids)) for _, _, start, rids in loaded.kept_reservations]
+    planned = [(p.start, p.bits) for p in result.placements] + kept
+    busy = [(o.start, o.end if o.end > now else now + 1, o.bits) for o in loaded.occupations]
+    busy += [(p.start, p.start + p.walltime + security, p.bits) for p in result.placements]
+    report.nodes_to_wake, report.nodes_to_halt = round_extras.energy_decisions(
+        db, params, pool, planned, busy, now)
 
 
 # ------------------------------------------------------------------------------ writing

@@ -16,10 +16,12 @@ import peewee
 
 from ..db.connection import backend_for
 from ..errors import ConfigError
+from . import energy as energy_mod
 from . import karma as karma_mod
 from . import quotas as quotas_mod
 
-__all__ = ["queue_policies", "job_owners", "karma_ordered", "load_quota_rules", "build_quotas"]
+__all__ = ["queue_policies", "job_owners", "karma_ordered", "load_quota_rules", "build_quotas",
+           "energy_decisions"]
 
 
 def _rows(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -122,3 +124,38 @@ def build_quotas(rules: quotas_mod.QuotaRules, jobs: Mapping[int, Any],
     for occ in occupations:
         quotas.add(occ.job_id, occ.start, occ.end, occ.bits)
     return quotas
+
+
+def energy_decisions(db: peewee.Database, params: energy_mod.EnergyParams, pool: Any,
+                     planned: Sequence[tuple[int, int]], busy: Sequence[tuple[int, int, int]],
+                     now: int) -> tuple[list[str], list[str]]:
+    """``(nodes to wake up, nodes to halt)`` after a round (two queries at most).
+
+    ``pool``: the round's resource pool (``position_of`` resource ids); ``planned``:
+    ``(start, bits)`` of the placements and accepted reservations; ``busy``: ``(start,
+    end, bits)`` of everything running or planned.
+    """
+    if not (params.wake or params.halt):
+        return [], []
+    last: dict[int, int] = {}
+    if params.halt:
+        ph = backend_for(db).placeholder
+        last = dict(_rows(
+            db, 'SELECT a."resource_id", MAX(j."stop_time") FROM "assigned_resources" a '
+                'JOIN "jobs" j ON j."assigned_moldable_job" = a."moldable_job_id" '
+                f'WHERE j."stop_time" >= {ph} GROUP BY a."resource_id"',
+            [now - params.idle_time]))
+    rows = []
+    for rid, name, state, upto, last_job in _rows(
+            db, 'SELECT "resource_id", "network_address", "state", "available_upto", '
+                '"last_job_date" FROM "resources"'):
+        position = pool.position_of.get(rid)
+        if position is None:
+            continue
+        rows.append((position, name, state, upto, max(last_job or 0, last.get(rid) or 0)))
+    rows.sort()                         # nodes in the scheduling order of their resources
+    nodes = energy_mod.nodes_of([(1 << p, *rest) for p, *rest in rows], now)
+    wake = energy_mod.nodes_to_wake(nodes, planned, now, params.wakeup_time) if params.wake else []
+    halt = (energy_mod.nodes_to_halt(nodes, busy, now, params.idle_time, params.sleep_time)
+            if params.halt else [])
+    return wake, halt

@@ -159,3 +159,67 @@ def test_bad_quotas_file_is_a_clear_error(cluster, db_url, oar_conf, tmp_path, n
     assert result.err.startswith("#ERROR: ") and message in result.err and str(path) in result.err
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
     assert snapshot() == before
+
+
+# ----------------------------------------------------------------------------- energy saving
+
+def energy_conf(oar_conf, text='ENERGY_SAVING_INTERNAL="yes"\n'):
+    with open(oar_conf, "a") as conf:
+        conf.write(text)
+
+
+def lines_after_summary(out):
+    return out.splitlines()[1:]
+
+
+def test_wake_up_absent_nodes_and_launch_once_alive(cluster, db_url, oar_conf, now):
+    oar = cluster
+    energy_conf(oar_conf)
+    run_sql(db_url, "UPDATE resources SET state = 'Absent' WHERE network_address IN ('node-1', 'node-2', 'node-3')")
+    # node-3 may never be woken up (available_upto 0, as for maintenance)
+    run_sql(db_url, "UPDATE resources SET available_upto = 0 WHERE network_address = 'node-3'")
+    jid = add_job(db_url, levels=(("network_address", 2),))
+    out = round_at(oar, now)
+    assert out.splitlines()[0].startswith("Scheduled 1 jobs: 0 to launch, 1 planned")
+    assert lines_after_summary(out) == ["Nodes to wake up: node-1 node-2", "Nodes to halt: node-4"]
+    row = job(db_url, jid)
+    assert row["state"] == "Waiting" and prediction(db_url, jid) == now
+    # the nodes came up: the job starts on them
+    run_sql(db_url, "UPDATE resources SET state = 'Alive' WHERE network_address IN ('node-1', 'node-2')")
+    out = round_at(oar, now + 60)
+    assert out.splitlines()[0].startswith("Scheduled 1 jobs: 1 to launch")
+    assert lines_after_summary(out) == ["Nodes to halt: node-4"]
+    assert job(db_url, jid)["state"] == "toLaunch"
+
+
+def test_halt_only_idle_nodes_without_planned_jobs(cluster, db_url, oar_conf, now):
+    oar = cluster
+    energy_conf(oar_conf, 'SCHEDULER_NODE_MANAGER_SLEEP_CMD="/bin/true"\n'
+                          "SCHEDULER_NODE_MANAGER_IDLE_TIME=600\nSCHEDULER_NODE_MANAGER_SLEEP_TIME=600\n")
+    # node-1: a job ended 100 s ago; node-2: last_job_date 100 s ago; node-3: running job
+    add_job(db_url, state="Terminated", resources=range(1, 9), start_time=now - 500, stop_time=now - 100)
+    run_sql(db_url, f"UPDATE resources SET last_job_date = {now - 100} WHERE network_address = 'node-2'")
+    add_job(db_url, state="Running", resources=range(17, 25), start_time=now - 10)
+    out = round_at(oar, now)
+    assert lines_after_summary(out) == ["Nodes to halt: node-4"]
+    # later: node-1 and node-2 idle long enough; a reservation on node-4 in 300 s keeps it up
+    later = now + 700
+    resa = add_job(db_url, reservation="Scheduled", predicted_start=later + 300,
+                   resources=range(25, 33), start_time=later + 300)
+    out = round_at(oar, later)
+    assert lines_after_summary(out) == ["Nodes to halt: node-1 node-2"]
+    assert prediction(db_url, resa) == later + 300
+    # with the reservation further than SLEEP_TIME, node-4 may sleep too
+    run_sql(db_url, f"UPDATE gantt_jobs_predictions SET start_time = {later + 700} WHERE moldable_job_id = "
+                    f"(SELECT moldable_id FROM moldable_job_descriptions WHERE moldable_job_id = {resa})")
+    out = round_at(oar, later)
+    assert lines_after_summary(out) == ["Nodes to halt: node-1 node-2 node-4"]
+
+
+def test_no_energy_decisions_by_default_but_no_launch_on_absent(cluster, db_url, now):
+    oar = cluster
+    run_sql(db_url, "UPDATE resources SET state = 'Absent' WHERE network_address = 'node-1'")
+    jid = add_job(db_url, levels=(("network_address", 4),))
+    out = round_at(oar, now)
+    assert out == "Scheduled 1 jobs: 0 to launch, 1 planned, 0 not schedulable, 0 besteffort kills."
+    assert job(db_url, jid)["state"] == "Waiting"

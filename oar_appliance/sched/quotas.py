@@ -267,6 +267,19 @@ class Quotas:
         self.utc_offset = utc_offset
         self.entries: list[_Entry] = []
         self.last_end = 0
+        # counted entries per (rule, instance), and the instances of each (rule, kind):
+        # a check looks only at the entries of its own counters
+        self._all_rules = tuple(dict.fromkeys(
+            list(rules.rules) + [r for _, _, rs in rules.periods for r in rs]))
+        self._counters: dict[tuple[Rule, tuple[str, ...]], list[_Entry]] = {}
+        self._instances: dict[tuple[Rule, JobKind], list[tuple[str, ...]]] = {}
+
+    def _instances_of(self, rule: Rule, kind: JobKind) -> list[tuple[str, ...]]:
+        key = (rule, kind)
+        found = self._instances.get(key)
+        if found is None:
+            found = self._instances[key] = _instances(rule, kind)
+        return found
 
     # -- time of week ------------------------------------------------------------------
     def _week_pos(self, t: int) -> int:
@@ -291,8 +304,12 @@ class Quotas:
         if kind is None or kind.container or end <= start:
             return
         count = bits.bit_count()
-        self.entries.append(_Entry(start, end, count, count * (end - start) / 3600.0, kind))
+        entry = _Entry(start, end, count, count * (end - start) / 3600.0, kind)
+        self.entries.append(entry)
         self.last_end = max(self.last_end, end)
+        for rule in self._all_rules:
+            for instance in self._instances_of(rule, kind):
+                self._counters.setdefault((rule, instance), []).append(entry)
 
     def check(self, job_id: int, start: int, end: int, bits: int) -> bool:
         """True when a placement of the job on ``bits`` over ``[start, end)`` keeps every
@@ -306,12 +323,11 @@ class Quotas:
         """The first rule a job of ``kind`` on ``count`` resources over ``[start, end)``
         would break, as text, or None."""
         hours = count * (end - start) / 3600.0
-        around = [e for e in self.entries if e.start < end and e.end > start]
         for a, b, rules in self._segments(start, end):
             for rule in rules:
-                for instance in _instances(rule, kind):
-                    others = [e for e in around if e.start < b and e.end > a
-                              and instance in _instances(rule, e.kind)]
+                for instance in self._instances_of(rule, kind):
+                    others = [e for e in self._counters.get((rule, instance), ())
+                              if e.start < b and e.end > a]
                     peak = _peak(others, a, b)
                     if 0 <= rule.resources < peak[0] + count:
                         return f"quota {rule.key} of {rule.resources} resources"

@@ -177,3 +177,21 @@ def test_core_quota_never_satisfiable_and_reservations():
     assert res.messages[1] == "cannot be satisfied: moldable 10: no slot within the quotas"
     assert res.placement_of(2).start == 500
     assert res.messages[3].startswith("reservation rejected: moldable 30: no slot within the quotas")
+
+
+def test_core_waits_for_the_end_of_a_period():
+    pool = make_pool(8)
+    spec = {"rules": {"*,*,*,*": [-1, -1, -1]},
+            "periods": [{"name": "day", "when": "mon-fri 08:00-19:00",
+                         "rules": {"*,*,*,/": [2, -1, -1]}}]}
+    qs = quotas_of(spec, {1: q.JobKind("default", "p", "alice"), 2: q.JobKind("default", "p", "bob")})
+    now = MONDAY + 10 * H
+    res = schedule_round(pool, pool.all_bits, [], [job(1, "/nodes=4", H), job(2, "/nodes=2", H)],
+                         now=now, quotas=qs)
+    assert res.placement_of(1).start == MONDAY + 19 * H        # at the end of the day
+    assert res.placement_of(2).start == now                     # within bob's 2
+    # a job that would run into the day period from the night is refused there too
+    qs = quotas_of(spec, {1: q.JobKind("default", "p", "alice")})
+    res = schedule_round(pool, pool.all_bits, [], [job(1, "/nodes=4", 2 * H)],
+                         now=MONDAY + 7 * H, quotas=qs)
+    assert res.placement_of(1).start == MONDAY + 19 * H

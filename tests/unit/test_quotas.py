@@ -195,3 +195,30 @@ def test_core_waits_for_the_end_of_a_period():
     res = schedule_round(pool, pool.all_bits, [], [job(1, "/nodes=4", 2 * H)],
                          now=MONDAY + 7 * H, quotas=qs)
     assert res.placement_of(1).start == MONDAY + 19 * H
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 4), st.integers(1, 5)),
+                min_size=1, max_size=10),
+       st.integers(2, 6), st.integers(1, 3))
+def test_core_placements_respect_the_quotas(spec, max_res, max_jobs):
+    pool = make_pool(6)
+    kinds = {i: q.JobKind("default", "p", f"u{u}") for i, (u, _, _) in enumerate(spec, 1)}
+    jobs = [job(i, f"/nodes={n}", 10 * w) for i, (_, n, w) in enumerate(spec, 1)]
+    unlimited = quotas_of({"rules": {"*,*,*,/": [-1, -1, -1]}}, kinds)
+    plain = schedule_round(pool, pool.all_bits, [], jobs, now=0, security_time=1)
+    same = schedule_round(pool, pool.all_bits, [], jobs, now=0, security_time=1, quotas=unlimited)
+    assert same.placements == plain.placements               # no limit: no change
+    qs = quotas_of({"rules": {"*,*,*,/": [max_res, max_jobs, -1]}}, kinds)
+    res = schedule_round(pool, pool.all_bits, [], jobs, now=0, security_time=1, quotas=qs)
+    placed = {p.job_id: p for p in res.placements}
+    for i, (_, n, _) in enumerate(spec, 1):
+        if n > max_res:
+            assert i not in placed and "within the quotas" in res.messages[i]
+        else:
+            assert i in placed                               # always a later slot
+    for t in range(0, 600):
+        for user in range(3):
+            live = [p for p in res.placements if kinds[p.job_id].user == f"u{user}"
+                    and p.start <= t < p.end + 1]
+            assert sum(p.bits.bit_count() for p in live) <= max_res and len(live) <= max_jobs

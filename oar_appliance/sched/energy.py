@@ -15,6 +15,10 @@ OAR's "dynamic nodes coupling": a node switched off is ``Absent`` with an
   the last job that ran on them), and on which nothing is planned before
   ``now + SCHEDULER_NODE_MANAGER_SLEEP_TIME``.
 
+Nothing is planned on a resource past its ``available_upto`` (when it is a date in the
+future): :func:`availability_limits` gives the dates from which resources are gone, which
+the metascheduler puts in the Gantt as occupations without end.
+
 A node is the set of resources sharing a ``network_address``; resources without one
 (licences...) are not nodes.  The server runs ``SCHEDULER_NODE_MANAGER_WAKE_UP_CMD`` /
 ``SCHEDULER_NODE_MANAGER_SLEEP_CMD`` with the lists; this module only decides.
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Node", "nodes_of", "nodes_to_wake", "nodes_to_halt", "launch_blocked",
-           "EnergyParams", "params_from_config"]
+           "EnergyParams", "params_from_config", "availability_limits"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +122,19 @@ def nodes_to_halt(nodes: Sequence[Node], busy: Iterable[tuple[int, int, int]], n
 def launch_blocked(to_launch: Iterable[tuple[int, int]], alive_bits: int) -> list[int]:
     """Ids of the ``(job_id, bits)`` to launch that got a resource not ``Alive``."""
     return [job_id for job_id, bits in to_launch if bits & ~alive_bits]
+
+
+#: ``available_upto`` at or above this value means "no limit" (the column's default)
+NO_LIMIT = 2_147_483_647
+
+
+def availability_limits(resources: Iterable[tuple[int, int | None]], now: int
+                        ) -> list[tuple[int, int]]:
+    """``(date, bits)``: from ``date`` on, the resources of ``bits`` are gone (a node
+    switched on until its ``available_upto``).  ``resources``: ``(bit, available_upto)``;
+    only dates in the future and below :data:`NO_LIMIT` count, in date order."""
+    limits: dict[int, int] = {}
+    for bit, upto in resources:
+        if upto is not None and now < upto < NO_LIMIT:
+            limits[upto] = limits.get(upto, 0) | bit
+    return sorted(limits.items())

@@ -56,7 +56,10 @@ running jobs and accepted reservations; a job placed at ``now`` on a resource th
 ``Alive`` is not launched (it keeps its slot), and the report lists the nodes to wake up
 and to halt.
 
-Not done here (EXTENSION): ``available_upto`` as a planning horizon, a reservation
+Nothing is planned on a resource past its ``available_upto`` (a date in the future): an
+occupation without end (job id -1) closes it in the Gantt from that date.
+
+Not done here (EXTENSION): a reservation
 waiting for missing resources (``RESERVATION_WAITING_RESOURCES_TIMEOUT``), containers,
 timesharing.
 """
@@ -87,6 +90,10 @@ __all__ = ["RoundReport", "run_round", "resource_order_sql", "job_message"]
 ACTIVE_STATES = ("toLaunch", "Launching", "Running", "Suspended", "Resuming", "Finishing")
 KILL_REASON = "besteffort job killed for a normal job"
 MESSAGE_MAX = 255
+#: end of the Gantt occupation that closes a resource at its available_upto
+UNAVAILABLE_END = 1 << 62
+UNAVAILABLE_MESSAGE = ("cannot be satisfied: not enough resources available long enough "
+                       "(available_upto)")
 
 
 @dataclass
@@ -518,6 +525,11 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
     quota_rules = round_extras.load_quota_rules(config)       # before any work: bad file
     loaded = _load(db, config, now)
+    # nothing is planned on a resource past its available_upto (job id -1: no job)
+    pool = loaded.pool
+    loaded.occupations += [
+        Occupation(-1, date, UNAVAILABLE_END, bits) for date, bits in energy.availability_limits(
+            ((1 << p, row.get("available_upto")) for p, row in enumerate(pool.rows)), now)]
     owners = None
     quotas = None
     if quota_rules is not None:
@@ -528,6 +540,11 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     loaded.waiting = round_extras.karma_ordered(db, config, loaded.waiting,
                                                 loaded.queue_rank, now, owners=owners)
     result = _schedule(loaded, now, security, quotas)
+    # a job that fits only once resources are gone for good (past UNAVAILABLE_END) fits never
+    never = {p.job_id for p in result.placements if p.start >= UNAVAILABLE_END}
+    if never:
+        result.placements = [p for p in result.placements if p.job_id not in never]
+        result.messages.update({j: UNAVAILABLE_MESSAGE for j in never})
     report = RoundReport(now=now)
     _energy(db, config, loaded, result, now, security, report)
     _write(db, loaded, result, now, report)
@@ -550,7 +567,8 @@ def _energy(db: peewee.Database, config: Mapping[str, Any], loaded: _Loaded,
         return
     kept = [(start, pool.bits_of_ids(rids)) for _, _, start, rids in loaded.kept_reservations]
     planned = [(p.start, p.bits) for p in result.placements] + kept
-    busy = [(o.start, o.end if o.end > now else now + 1, o.bits) for o in loaded.occupations]
+    busy = [(o.start, o.end if o.end > now else now + 1, o.bits) for o in loaded.occupations
+            if o.job_id > 0]
     busy += [(p.start, p.start + p.walltime + security, p.bits) for p in result.placements]
     report.nodes_to_wake, report.nodes_to_halt = round_extras.energy_decisions(
         db, params, pool, planned, busy, now)

@@ -223,3 +223,24 @@ def test_no_energy_decisions_by_default_but_no_launch_on_absent(cluster, db_url,
     out = round_at(oar, now)
     assert out == "Scheduled 1 jobs: 0 to launch, 1 planned, 0 not schedulable, 0 besteffort kills."
     assert job(db_url, jid)["state"] == "Waiting"
+
+
+def test_nothing_planned_past_available_upto(cluster, db_url, now):
+    oar = cluster
+    from tests.cli.test_metasched import assigned
+    run_sql(db_url, f"UPDATE resources SET available_upto = {now + 1800} WHERE network_address = 'node-1'")
+    long_ = add_job(db_url, levels=NODE1, walltime=3600)
+    short = add_job(db_url, levels=NODE1, walltime=600)
+    whole = add_job(db_url, levels=(("network_address", 4),), walltime=600)
+    round_at(oar, now)
+    assert assigned(db_url, long_) == list(range(9, 17))     # node-1 goes away in 30 min
+    assert assigned(db_url, short) == list(range(1, 9))
+    # 4 nodes: node-2 is busy until node-1 is gone: never
+    assert prediction(db_url, whole) is None
+    assert job(db_url, whole)["message"] == ("cannot be satisfied: not enough resources available "
+                                             "long enough (available_upto)")
+    assert job(db_url, whole)["state"] == "Waiting"
+    # node-1 back for good: the 4 nodes job goes after the long one
+    run_sql(db_url, "UPDATE resources SET available_upto = 2147483647 WHERE network_address = 'node-1'")
+    round_at(oar, now + 5)
+    assert prediction(db_url, whole) == now + 3600 + SECURITY

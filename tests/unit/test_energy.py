@@ -83,3 +83,8 @@ def test_never_halt_what_is_woken_or_busy(spec, jobs):
         n = by_name[name]
         assert n.all_alive and n.can_wake and NOW - n.last_activity >= 600
         assert not any(b & n.bits and s < NOW + 600 and s + d > NOW for s, d, b in jobs)
+
+
+def test_availability_limits():
+    rows = [(1, FAR), (2, NOW + 100), (4, NOW + 100), (8, NOW - 5), (16, 0), (32, None), (64, NOW + 50)]
+    assert e.availability_limits(rows, NOW) == [(NOW + 50, 64), (NOW + 100, 6)]

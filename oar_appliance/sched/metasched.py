@@ -523,7 +523,9 @@ def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundRes
 def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> RoundReport:
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
-    quota_rules = round_extras.load_quota_rules(config)       # before any work: bad file
+    policies = round_extras.queue_policies(db)
+    quota_queues = round_extras.quota_queues(config, policies)
+    quota_rules = round_extras.load_quota_rules(config, quota_queues)   # bad file: no work
     loaded = _load(db, config, now)
     # nothing is planned on a resource past its available_upto (job id -1: no job)
     pool = loaded.pool
@@ -535,10 +537,11 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     if quota_rules is not None:
         owners = round_extras.job_owners(db, ACTIVE_STATES + ("Waiting",))
         quotas = round_extras.build_quotas(quota_rules, loaded.jobs, owners,
-                                           loaded.occupations, now)
+                                           loaded.occupations, now, quota_queues)
     # fairsharing queues: their jobs by karma within each priority level
     loaded.waiting = round_extras.karma_ordered(db, config, loaded.waiting,
-                                                loaded.queue_rank, now, owners=owners)
+                                                loaded.queue_rank, now, policies=policies,
+                                                owners=owners)
     result = _schedule(loaded, now, security, quotas)
     # a job that fits only once resources are gone for good (past UNAVAILABLE_END) fits never
     never = {p.job_id for p in result.placements if p.start >= UNAVAILABLE_END}

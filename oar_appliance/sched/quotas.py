@@ -82,6 +82,8 @@ class JobKind:
     user: str = ""
     types: tuple[str, ...] = ()
     besteffort: bool = False
+    #: False: the job is counted but never refused (its queue does not apply quotas)
+    checked: bool = True
 
     @property
     def container(self) -> bool:
@@ -89,7 +91,7 @@ class JobKind:
 
     @property
     def exempt(self) -> bool:
-        return "no_quotas" in self.types
+        return not self.checked or "no_quotas" in self.types
 
 
 @dataclass

@@ -21,6 +21,7 @@ from . import karma as karma_mod
 from . import quotas as quotas_mod
 
 __all__ = ["queue_policies", "job_owners", "karma_ordered", "load_quota_rules", "build_quotas",
+           "quota_queues", "is_quotas_policy",
            "energy_decisions"]
 
 
@@ -88,12 +89,28 @@ def karma_ordered(db: peewee.Database, config: Mapping[str, Any], waiting: Seque
                                  lambda j: j.job_id)
 
 
-def load_quota_rules(config: Mapping[str, Any]) -> quotas_mod.QuotaRules | None:
-    """The rules of ``QUOTAS_CONF_FILE`` when ``QUOTAS`` is on, else None.
+def is_quotas_policy(policy: str | None) -> bool:
+    """True for a queue's ``scheduler_policy`` that applies the quotas
+    (``oar_sched_gantt_with_timesharing_and_fairsharing_and_quotas``)."""
+    return bool(policy) and policy.endswith("_quotas")
+
+
+def quota_queues(config: Mapping[str, Any], policies: Mapping[str, str]) -> set[str] | None:
+    """The queues whose jobs the quotas may refuse: None for every queue (``QUOTAS`` on),
+    else the queues with a quotas policy (an empty set: no quotas at all)."""
+    if config.get("QUOTAS", False):
+        return None
+    return {q for q, p in policies.items() if is_quotas_policy(p)}
+
+
+def load_quota_rules(config: Mapping[str, Any], queues: set[str] | None = None
+                     ) -> quotas_mod.QuotaRules | None:
+    """The rules of ``QUOTAS_CONF_FILE`` when ``QUOTAS`` is on or a queue applies quotas
+    (``queues``, see :func:`quota_queues`), else None.
 
     A missing, unreadable or malformed file is a :class:`ConfigError` naming the file.
     """
-    if not config.get("QUOTAS", False):
+    if not config.get("QUOTAS", False) and not queues:
         return None
     path = config.get("QUOTAS_CONF_FILE") or "/etc/oar/scheduler_quotas.conf"
     try:
@@ -108,17 +125,19 @@ def load_quota_rules(config: Mapping[str, Any]) -> quotas_mod.QuotaRules | None:
 
 def build_quotas(rules: quotas_mod.QuotaRules, jobs: Mapping[int, Any],
                  owners: Mapping[int, tuple[str, str]], occupations: Iterable[Any],
-                 now: int) -> quotas_mod.Quotas:
+                 now: int, queues: set[str] | None = None) -> quotas_mod.Quotas:
     """A :class:`Quotas` knowing every loaded job and counting the ``occupations``.
 
-    ``jobs``: job id -> object with ``queue``, ``types`` and ``besteffort``; the periods
-    are read in the server's local time at ``now``.
+    ``jobs``: job id -> object with ``queue``, ``types`` and ``besteffort``; ``queues``:
+    the queues whose jobs may be refused (None: all; the others are counted all the same,
+    quotas are global); the periods are read in the server's local time at ``now``.
     """
     kinds = {}
     for job_id, job in jobs.items():
         user, project = owners.get(job_id, ("", ""))
         kinds[job_id] = quotas_mod.JobKind(job.queue, project, user, tuple(job.types),
-                                           bool(job.besteffort))
+                                           bool(job.besteffort),
+                                           checked=queues is None or job.queue in queues)
     offset = datetime.fromtimestamp(now).astimezone().utcoffset()
     quotas = quotas_mod.Quotas(rules, kinds, int(offset.total_seconds()) if offset else 0)
     for occ in occupations:

@@ -244,3 +244,29 @@ def test_nothing_planned_past_available_upto(cluster, db_url, now):
     run_sql(db_url, "UPDATE resources SET available_upto = 2147483647 WHERE network_address = 'node-1'")
     round_at(oar, now + 5)
     assert prediction(db_url, whole) == now + 3600 + SECURITY
+
+
+def test_quotas_policy_queue_without_the_quotas_key(cluster, db_url, oar_conf, tmp_path, now):
+    oar = cluster
+    path = tmp_path / "scheduler_quotas.conf"
+    path.write_text('{"rules": {"*,*,*,/": [8, -1, -1]}}')
+    with open(oar_conf, "a") as conf:
+        conf.write(f'QUOTAS_CONF_FILE="{path}"\n')
+    assert oar("oarnotify", "--add_queue", f"limited,2,{FAIR}_and_quotas").rc == 0
+    # default queue: not refused, but counted (quotas are global)
+    d1 = add_job(db_url, job_user="alice", levels=NODE1)
+    d2 = add_job(db_url, job_user="alice", levels=NODE1)
+    q1 = add_job(db_url, job_user="alice", levels=NODE1, queue_name="limited")
+    q2 = add_job(db_url, job_user="bob", levels=NODE1, queue_name="limited")
+    round_at(oar, now)
+    assert job(db_url, d1)["state"] == job(db_url, d2)["state"] == "toLaunch"
+    assert job(db_url, q2)["state"] == "toLaunch"
+    # alice holds 16 resources through the default queue: her job in `limited` waits for
+    # both of them to end
+    assert prediction(db_url, q1) == now + 3600 + SECURITY
+    # a broken file matters only when a queue applies it
+    path.write_text("{")
+    assert oar("oar-metasched", "--now", str(now + 1)).rc == 3
+    run_sql(db_url, "UPDATE queues SET scheduler_policy = 'oar_sched_gantt_with_timesharing' "
+                    "WHERE queue_name = 'limited'")
+    assert oar("oar-metasched", "--now", str(now + 1)).rc == 0

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["Limits", "Rule", "QuotaRules", "JobKind", "Quotas", "parse_rules", "WEEK"]
+__all__ = ["Rule", "QuotaRules", "JobKind", "Quotas", "parse_rules", "parse_when", "WEEK"]
 
 WEEK = 7 * 86400
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -12,7 +12,9 @@ def build_parser():
         "oar-metasched",
         "Run one scheduling round: plan every waiting job in the Gantt, move the jobs that "
         "can start now to toLaunch, accept or reject advance reservations, and request the "
-        "kill of besteffort jobs in the way. Administrators only.",
+        "kill of besteffort jobs in the way (fairsharing queues by karma, quotas when "
+        "configured). With energy saving on, the nodes to wake up and to halt follow the "
+        "summary line. Administrators only.",
     )
     parser.add_argument("--now", metavar="EPOCH", default=None,
                         help="the date of the round in seconds since the epoch (default: now)")
@@ -29,6 +31,10 @@ def run(args, ctx: Context) -> int:
         now = int(text)
     report = run_round(ctx.db, ctx.config, now)
     ctx.out(report.summary())
+    if report.nodes_to_wake:
+        ctx.out("Nodes to wake up: " + " ".join(report.nodes_to_wake))
+    if report.nodes_to_halt:
+        ctx.out("Nodes to halt: " + " ".join(report.nodes_to_halt))
     return 0
 
 

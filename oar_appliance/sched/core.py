@@ -45,13 +45,19 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   others may use, the minimum hole for backfilling (batch jobs only), and a deadline
   (``SCHEDULER_TIMEOUT``: the jobs not reached get :data:`TIMEOUT_MESSAGE`, what was
   decided is kept, ``RoundResult.timed_out`` is set);
+- quotas (keyword ``quotas``, see :func:`schedule_round`): every candidate placement of
+  every job (timesharing, placeholder/allow and inner jobs included) is checked; one the
+  quotas refuse is not taken and the job is tried again at the next breakpoint of its
+  Gantt or the next change of the quotas; every placement taken is counted (the quotas
+  object itself ignores container jobs; their inner jobs count; always-assigned resources
+  are not counted);
 - a placement starting at ``now`` is "to launch";
 - an error in one job's data (bad label, unknown constraint text...) gives that job a
   message and never stops the round.
 
 What a due reservation does at its start is decided outside the round
-(:mod:`~oar_appliance.sched.reservations`).  Out of scope (extension points marked
-``EXTENSION``): quotas, fairsharing (the caller orders the jobs), energy saving.
+(:mod:`~oar_appliance.sched.reservations`).  Out of scope: fairsharing (the caller orders
+the jobs), energy saving (decided from the result by the caller).
 """
 
 from __future__ import annotations
@@ -291,12 +297,18 @@ def placement_order(waiting: Sequence[WaitingJob]) -> list[WaitingJob]:
 
 def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupation],
                    waiting: Sequence[WaitingJob], now: int, security_time: int = 0,
-                   *, options: RoundOptions | None = None) -> RoundResult:
+                   *, options: RoundOptions | None = None, quotas=None) -> RoundResult:
     """Schedule the waiting jobs around the occupations; see the module docstring.
 
     ``usable``: the bits of the resources that may be used (Alive...); ``waiting`` in
     priority order; ``options``: the policies of :class:`~.policies.RoundOptions` (None:
-    all off).
+    all off).  ``quotas`` (optional, e.g. :class:`oar_appliance.sched.quotas.Quotas`)
+    has ``check(job_id, start, end, bits) -> bool``, ``add(job_id, start, end, bits)`` and
+    ``next_change(t, quiet_from) -> int | None``: a placement it refuses is not taken and
+    later starts are tried; every placement taken is added to it (the caller adds the
+    occupations).  ``end`` includes the security time; ``bits`` never include the
+    always-assigned resources (not part of a request, they count for no quota: the caller
+    leaves them out of the occupations it adds too).
     """
     opts = options or _NO_OPTIONS
     result = RoundResult()
@@ -345,7 +357,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
             placement = None
             if placer is not None:
                 placement, message = _schedule_job(pool, placer.usable, job, placer, now,
-                                                   security_time, hole)
+                                                   security_time, hole, quotas)
                 if placement is None and job.inner is not None:
                     message = f"in container job {job.inner}: {message}"
         except Exception as exc:                        # one job's bad data: a message
@@ -356,6 +368,8 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
             result.messages[job.job_id] = message
             continue
         end = placement.start + placement.walltime + security_time
+        if quotas is not None:
+            quotas.add(job.job_id, placement.start, end, placement.bits)
         if job.inner is not None:
             containers.add_inner(job.inner, placement.start, end, placement.bits)
         else:
@@ -390,8 +404,36 @@ def _share(besteffort: bool, timesharing: str | None, placeholder: str | None) -
     return Share(besteffort, timesharing, placeholder)
 
 
+def _within_quotas(placer: _Placer, quotas, job_id: int, request: MoldableRequest,
+                   cbits: Callable[[str | None], int], duration: int,
+                   found: tuple[int, int], latest: int | None, hole_minimum: int
+                   ) -> tuple[int, int] | None:
+    """The first fit from ``found`` on that the quotas accept (None: none ever will).
+
+    A fit at or past :data:`~.sharing.FAR` (after the end of availability of the
+    resources) is returned as it is: the caller rejects it whatever the quotas say.
+    """
+    times = placer.gantt.times
+    while found is not None:
+        start, bits = found
+        if start >= FAR or quotas.check(job_id, start, start + duration, bits):
+            return found
+        if latest is not None:
+            return None                                 # a reservation has one start
+        i = bisect_right(times, start)
+        # past the last breakpoint before FAR nothing of the Gantt changes any more
+        quiet = times[-1] if times[-1] < FAR else (times[-2] if len(times) > 1 else start)
+        nxt = quotas.next_change(start, quiet)
+        if i < len(times):
+            nxt = times[i] if nxt is None else min(nxt, times[i])
+        if nxt is None:
+            return None
+        found = placer.place(request, cbits, duration, nxt, None, hole_minimum)
+    return None
+
+
 def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Placer,
-                  now: int, security_time: int, hole_minimum: int = 0
+                  now: int, security_time: int, hole_minimum: int = 0, quotas=None
                   ) -> tuple[Placement | None, str]:
     cbits = _resolver(pool, job.constraints)
     if not job.moldables:
@@ -421,9 +463,14 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Pla
             if bits is None:
                 reasons.append(reason)
                 continue
-        # EXTENSION (quotas, energy saving): restrict/filter here
         found = placer.place(request, cbits, walltime + security_time, earliest, latest,
                              hole_minimum)
+        if found is not None and quotas is not None:
+            found = _within_quotas(placer, quotas, job.job_id, request, cbits,
+                                   walltime + security_time, found, latest, hole_minimum)
+            if found is None:
+                reasons.append(f"moldable {moldable_id}: no slot within the quotas")
+                continue
         if found is not None and found[0] >= FAR:
             reasons.append(f"moldable {moldable_id}: no slot before the end of availability "
                            "of the resources")

@@ -72,13 +72,20 @@ Policies (:class:`~oar_appliance.sched.policies.RoundOptions` and the job attrib
   than their walltime (event ``RESERVATION_EXPIRED``); running besteffort jobs on the
   resources of a reservation starting now are killed as for any job.
 
-Not done here (EXTENSION): quotas, karma ordering, energy saving.
+Fairsharing, quotas, energy saving (:mod:`~oar_appliance.sched.round_extras` loads what
+they need): jobs of fairsharing queues are ordered by karma within their priority level;
+with ``QUOTAS`` (or in a queue with a quotas policy) the core gets a
+:class:`~oar_appliance.sched.quotas.Quotas` counting the running jobs and the accepted
+reservations (as they are after the due ones' decisions); a job placed at ``now`` on a
+resource that is not ``Alive`` is not launched (it keeps its slot), nor is a due
+reservation (it waits, slot kept, until its resources are up or it expires); and the
+report lists the nodes to wake up and to halt.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import peewee
@@ -89,6 +96,7 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
+from . import energy, round_extras
 from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
 from .metasched_policies import (conf_value, kill_for_reservations, occupation, read_policies,
@@ -105,6 +113,7 @@ __all__ = ["RoundReport", "run_round", "resource_order_sql", "job_message"]
 ACTIVE_STATES = ("toLaunch", "Launching", "Running", "Suspended", "Resuming", "Finishing")
 KILL_REASON = "besteffort job killed for a normal job"
 MESSAGE_MAX = 255
+WAKE_UP_MESSAGE = "reservation waiting: some of its resources are not Alive yet (nodes waking up)"
 
 
 @dataclass
@@ -123,6 +132,10 @@ class RoundReport:
     besteffort_kills: list[int] = field(default_factory=list)
     #: the round stopped at SCHEDULER_TIMEOUT
     timed_out: bool = False
+    #: energy saving: network addresses of the nodes to wake up / to halt (the server
+    #: runs SCHEDULER_NODE_MANAGER_WAKE_UP_CMD / _SLEEP_CMD with them)
+    nodes_to_wake: list[str] = field(default_factory=list)
+    nodes_to_halt: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
@@ -500,7 +513,7 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
     return "ok", earliest
 
 
-def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
+def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundResult:
     """Run the core, in waves for dependencies on jobs of the same round."""
     pool, usable = loaded.pool, loaded.usable
     result = RoundResult()
@@ -537,7 +550,7 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
                 result.messages[job.job_id] = "dependency cycle: its required jobs wait for it"
             break
         part = schedule_round(pool, usable, occupations, wave, now, security,
-                              options=loaded.options)
+                              options=loaded.options, quotas=quotas)
         result.messages.update(part.messages)
         result.to_launch.extend(part.to_launch)
         kills.update(k for k in part.besteffort_to_kill if k in running_besteffort)
@@ -561,13 +574,74 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
 def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> RoundReport:
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
+    policies = round_extras.queue_policies(db)
+    quota_queues = round_extras.quota_queues(config, policies)
+    quota_rules = round_extras.load_quota_rules(config, quota_queues)   # bad file: no work
     loaded = _load(db, config, now)
     due = reservations_due(loaded, now, int(conf_value(config, "RESERVATION_WAITING_RESOURCES_TIMEOUT") or 0))
-    result = _schedule(loaded, now, security)
-    kill_for_reservations(loaded, due, result)
+    owners = None
+    quotas = None
+    if quota_rules is not None:
+        # counted: the running jobs and the accepted reservations, as the due ones' decisions
+        # left them (an expired one no longer counts, a reduced one on what it keeps)
+        # (always-assigned resources are in no request: they count for no quota)
+        owners = round_extras.job_owners(db, ACTIVE_STATES + ("Waiting",))
+        always = loaded.options.always_assigned
+        counted = ([replace(o, bits=o.bits & ~always) for o in loaded.occupations] if always
+                   else loaded.occupations)
+        quotas = round_extras.build_quotas(quota_rules, loaded.jobs, owners, counted, now,
+                                           quota_queues)
+    # fairsharing queues: their jobs by karma within each priority level
+    loaded.waiting = round_extras.karma_ordered(db, config, loaded.waiting,
+                                                loaded.queue_rank, now, policies=policies,
+                                                owners=owners)
+    result = _schedule(loaded, now, security, quotas)
     report = RoundReport(now=now)
+    due = _energy(db, config, loaded, result, now, security, report, due)
+    kill_for_reservations(loaded, due, result)
     _write(db, loaded, result, now, report, due)
     return report
+
+
+def _energy(db: peewee.Database, config: Mapping[str, Any], loaded: _Loaded,
+            result: RoundResult, now: int, security: int, report: RoundReport,
+            due: Mapping[int, ReservationStart]) -> dict[int, ReservationStart]:
+    """Keep jobs off non-Alive resources (they start once those are up) and fill the
+    report's energy saving decisions (:mod:`oar_appliance.sched.energy`).
+
+    A job placed at ``now`` on a resource that is not ``Alive`` is not launched (it keeps
+    its slot); a due reservation to start on one waits (slot kept, message) as it does
+    for missing resources.  Returns ``due`` with those reservations turned to waiting.
+    """
+    pool = loaded.pool
+    alive = pool.bits_where(lambda r: r["state"] == "Alive")
+    launching = set(result.to_launch)
+    blocked = set(energy.launch_blocked(
+        [(p.job_id, p.bits) for p in result.placements if p.job_id in launching], alive))
+    if blocked:
+        result.to_launch = [j for j in result.to_launch if j not in blocked]
+    starting = [(j, d.bits) for j, d in due.items() if d.action in (LAUNCH, REDUCE)]
+    held = set(energy.launch_blocked(starting, alive))
+    if held:
+        due = dict(due)
+        for job_id in held:
+            due[job_id] = ReservationStart(WAIT, 0, WAKE_UP_MESSAGE)
+    params = energy.params_from_config(config)
+    if not (params.wake or params.halt):
+        return due
+    kept = []
+    for job, _, start, rids in loaded.kept_reservations:
+        decision = due.get(job.job_id)
+        if decision is None or decision.action == WAIT:
+            kept.append((start, pool.bits_of_ids(rids)))
+        elif decision.action in (LAUNCH, REDUCE):
+            kept.append((start, decision.bits))
+    planned = [(p.start, p.bits) for p in result.placements] + kept
+    busy = [(o.start, o.end if o.end > now else now + 1, o.bits) for o in loaded.occupations]
+    busy += [(p.start, p.start + p.walltime + security, p.bits) for p in result.placements]
+    report.nodes_to_wake, report.nodes_to_halt = round_extras.energy_decisions(
+        db, params, pool, planned, busy, now)
+    return due
 
 
 # ------------------------------------------------------------------------------ writing

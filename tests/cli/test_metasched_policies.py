@@ -33,6 +33,13 @@ def running(db_url, now, resources, **kw):
     return add_job(db_url, state="Running", start_time=now - 10, resources=resources, **kw)
 
 
+def planned_on(db_url, job_id):
+    """The resources of the job's slot in the Gantt."""
+    return sorted(r for (r,) in run_sql(
+        db_url, "SELECT r.resource_id FROM gantt_jobs_resources r JOIN moldable_job_descriptions m "
+                "ON m.moldable_id = r.moldable_job_id WHERE m.moldable_job_id = %d" % job_id))
+
+
 def events(db_url, kind):
     return [j for (j,) in run_sql(db_url, "SELECT job_id FROM event_logs WHERE type = '%s' "
                                           "ORDER BY job_id" % kind)]
@@ -152,7 +159,9 @@ def test_available_upto_is_a_horizon(cluster, db_url, now):
     short = sub(oar, "-l", "/nodes=1,walltime=0:20:00", "s")
     never = sub(oar, "-l", "/nodes=3,walltime=1:00:00", "n")
     round_at(oar, now)
-    assert assigned(db_url, whole) == node(2) + node(4)     # not node-1 (ends), not node-3
+    # planned on node-4 (Absent, to be woken up), which is not Alive: it is not launched
+    assert planned_on(db_url, whole) == node(2) + node(4)   # not node-1 (ends), not node-3
+    assert prediction(db_url, whole) == now and job(db_url, whole)["state"] == "Waiting"
     assert assigned(db_url, short) == node(1)
     assert "end of availability" in job(db_url, never)["message"]
 

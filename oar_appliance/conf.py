@@ -399,6 +399,7 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "LOG_LEVEL": (_INT, 2),
     "LOG_FILE": (_STR, "/var/log/oar.log"),
     "OAREXEC_DEBUG_MODE": (_BOOL, False),
+    "OAR_CONNECTOR": (_STR, "ssh"),
     "ALLOWED_NETWORKS": (_LIST, ("127.0.0.1/32", "0.0.0.0/0")),
     "ACCOUNTING_WINDOW": (_INT, 86400),
     "MAIL_SMTP_SERVER": (_OPT, None),

@@ -29,7 +29,6 @@ import logging
 import os
 import signal as signal_module
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ACTIVE_STATES", "RUNNING_STATES", "ENDED_STATES", "ERROR_EVENTS", "OAREXEC_EVENTS",
     "set_state", "add_events", "job_hosts", "EndReport", "record_end", "final_state",
-    "complete_end", "finishing_jobs", "jobctl_argv", "run_on_node", "run_server_script",
+    "complete_end", "finishing_jobs", "jobctl", "oarexec_alive", "run_server_script",
     "signal_name",
 ]
 
@@ -175,30 +174,30 @@ def signal_name(number: int | None, default: str = "SIGUSR2") -> str:
         return default
 
 
-def jobctl_argv(config: Mapping[str, Any], action: str, job_id: int, user: str,
-                *extra: str) -> list[str]:
-    """The node-side command of ``action`` (clean, kill, suspend, resume, checkpoint,
-    signal, status) for a job; the connector runs it on the node."""
-    return [sys.executable, "-m", "oar_appliance.nodeside.jobctl", action,
-            "--job-id", str(job_id), "--user", user,
-            "--runtime-dir", str(config["OAR_RUNTIME_DIRECTORY"]), *extra]
-
-
-def run_on_node(connector: Any, host: str, argv: Sequence[str], timeout: float) -> tuple[bool, str]:
-    """Run a node-side command; ``(ok, what went wrong)``; never raises."""
+def jobctl(connector: Any, config: Mapping[str, Any], host: str, action: str, job_id: int,
+           *extra: str, timeout: float = 30.0) -> tuple[bool, int | None, str]:
+    """Run ``jobctl action`` (kill, checkpoint, signal SIG, suspend, resume, clean) for a
+    job on ``host`` through the connector; ``(ok, exit code, what went wrong)``; never
+    raises (a connector failure is a failed node action, exit code None)."""
     try:
-        result = connector.run(host, list(argv), timeout=timeout)
-    except Exception as exc:                 # a connector error is a failed node action
-        return False, f"{type(exc).__name__}: {exc}"
-    rc = getattr(result, "rc", None)
-    if rc is None and isinstance(result, tuple):
-        rc = result[0]
-    if rc == 0:
-        return True, ""
-    err = getattr(result, "stderr", b"") or b""
-    if isinstance(err, bytes):
-        err = err.decode(errors="replace")
-    return False, f"exit code {rc}: {err.strip()[-200:]}"
+        result = connector.jobctl(host, action, job_id, str(config["OAR_RUNTIME_DIRECTORY"]), *extra,
+                                  timeout=timeout)
+    except Exception as exc:
+        return False, None, f"{type(exc).__name__}: {exc}"
+    if result.rc == 0:
+        return True, 0, ""
+    err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else str(result.stderr)
+    why = "timed out" if result.rc is None else f"exit code {result.rc}"
+    return False, result.rc, f"{why}: {err.strip()[-200:]}"
+
+
+def oarexec_alive(connector: Any, config: Mapping[str, Any], host: str, job_id: int) -> bool:
+    """Whether the job's oarexec runs on ``host``.
+
+    Probed with ``jobctl signal SIGCONT``: it needs a live oarexec (exit code 6 when there
+    is none) and a SIGCONT does nothing to a job that is not stopped."""
+    ok, code, _ = jobctl(connector, config, host, "signal", job_id, "SIGCONT", timeout=30.0)
+    return ok
 
 
 def run_server_script(path: str | None, job_id: int, timeout: float, env: Mapping[str, str]) -> str | None:
@@ -312,16 +311,15 @@ def complete_end(db: peewee.Database, config: Mapping[str, Any], connector: Any,
     """Clean the nodes, run the server epilogue, end the job; its final state (None if the
     job was not Finishing any more).  Safe to run again after a crash at any point."""
     ph = _ph(db)
-    row = db.execute_sql(f'SELECT "state", "job_user" FROM "jobs" WHERE "job_id" = {ph}', [job_id]).fetchone()
+    row = db.execute_sql(f'SELECT "state" FROM "jobs" WHERE "job_id" = {ph}', [job_id]).fetchone()
     if row is None or row[0] != "Finishing":
         return None
-    user = row[1]
     hosts = job_hosts(db, [job_id]).get(job_id, [])
     events: list[tuple[int, str, str]] = []
     event_hosts: dict[int, list[str]] = {}
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
     for host in hosts:
-        ok, why = run_on_node(connector, host, jobctl_argv(config, "clean", job_id, user), timeout)
+        ok, _, why = jobctl(connector, config, host, "clean", job_id, timeout=timeout)
         if not ok:
             event_hosts[len(events)] = [host]
             events.append((job_id, "CPUSET_CLEAN_ERROR", f"cleaning job {job_id} on {host}: {why}"))

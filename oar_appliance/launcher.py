@@ -184,10 +184,8 @@ def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order
                 connector.start_oarexec(order.head, order.data,
                                         float(config.get("OAREXEC_START_TIMEOUT", 30) or 30))
             except Exception as exc:       # LaunchError, or the connector failing: the job fails
-                text = str(exc) or type(exc).__name__
-                kind = "LAUNCHING_OAREXEC_TIMEOUT" if "timeout" in text.lower() or "timed out" in text.lower() \
-                    else "EXIT_VALUE_OAREXEC"
-                failure = (kind, f"cannot start oarexec of job {job_id} on {order.head}: {text}")
+                failure = (_launch_event(exc),
+                           f"cannot start oarexec of job {job_id} on {order.head}: {str(exc) or type(exc).__name__}")
     now = now_fn()
     if failure is None:
         moved = lifecycle.set_state(db, [job_id], "Running", now, from_states=("Launching",),
@@ -204,6 +202,15 @@ def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order
     if moved and answer is not None and order.info_type:
         answer(order.info_type, "ERROR", failure[1])
     return "Error" if moved else _state_of(db, job_id)
+
+
+def _launch_event(exc: Exception) -> str:
+    """The event type of a failed start: oarexec's own code when it gave one."""
+    if getattr(exc, "timed_out", False):
+        return "LAUNCHING_OAREXEC_TIMEOUT"
+    code = getattr(exc, "oarexec_code", None)
+    kind, failure = lifecycle.OAREXEC_EVENTS.get(code, (None, True)) if code is not None else (None, True)
+    return kind if kind and failure else "EXIT_VALUE_OAREXEC"
 
 
 def _state_of(db: peewee.Database, job_id: int) -> str:

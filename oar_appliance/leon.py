@@ -239,9 +239,9 @@ def resuming_actions(db: peewee.Database) -> list[NodeAction]:
 def run_node_action(db: peewee.Database, config: Mapping[str, Any], connector: Any, action: NodeAction,
                     now_fn: Callable[[], int]) -> bool:
     """Carry out one node action and record its outcome; True when the node did it."""
-    argv = lifecycle.jobctl_argv(config, action.action, action.job_id, action.user, *action.args)
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
-    ok, why = lifecycle.run_on_node(connector, action.host, argv, timeout)
+    ok, _, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
+                                  *action.args, timeout=timeout)
     now = now_fn()
     if not ok:
         log.warning("%s of job %s on %s failed: %s", action.action, action.job_id, action.host, why)

@@ -190,11 +190,8 @@ class Server:
                 if order is not None and order.noop:
                     alive.append(job_id)
                     continue
-                ok = False
-                if order is not None and order.head:
-                    ok, _ = lifecycle.run_on_node(
-                        self.connector, order.head,
-                        lifecycle.jobctl_argv(self.config, "status", job_id, user or ""), 30.0)
+                ok = bool(order is not None and order.head
+                          and lifecycle.oarexec_alive(self.connector, self.config, order.head, job_id))
                 (alive if ok else dead).append(job_id)
             with self.db.atomic():
                 lifecycle.set_state(self.db, alive, "Running", now, from_states=("Launching",))
@@ -276,14 +273,15 @@ class Server:
         identity, rest = frames[0], frames[1:]
         if len(rest) >= 2 and rest[0] == b"":
             reply = self.handle_request(rest[1])
-            return [identity, b"", json.dumps(reply).encode()]
+            return None if reply is None else [identity, b"", json.dumps(reply).encode()]
         tag = rest[0].decode(errors="replace") if rest else ""
         log.debug("hint %s", tag)
         self.need_round = True
         return None
 
-    def handle_request(self, payload: bytes) -> dict[str, Any]:
-        """A fact sent by REQ (oarexec's end report); the answer once it is committed."""
+    def handle_request(self, payload: bytes) -> dict[str, Any] | None:
+        """A fact sent by REQ (oarexec's end report); the answer once it is committed, or
+        None (no answer, the sender retries) when it could not be recorded now."""
         try:
             message = json.loads(payload.decode())
             if not isinstance(message, dict) or message.get("kind") != "oarexec_end":
@@ -294,8 +292,9 @@ class Server:
         try:
             ack, error = lifecycle.record_end(self.db, report, self.now())
         except peewee.DatabaseError as exc:
+            # no answer: the sender retries (an "ack": false would make it give up)
             log.error("end report of job %s not recorded: %s", report.job_id, exc)
-            return {"ack": False, "error": "database error, retry"}
+            return None
         self.need_round = True
         return {"ack": True} if ack else {"ack": False, "error": error}
 

@@ -1,0 +1,133 @@
+"""oardel, oarhold, oarresume carried out by a real oar-server, on SQLite and PostgreSQL;
+besteffort jobs killed for a normal job, idempotent jobs resubmitted."""
+
+from __future__ import annotations
+
+import os
+
+from tests.server.conftest import process_state, wait_for
+
+
+def _pid_of(lab, marker: str) -> int:
+    """The pid the job wrote in ``marker`` (its shell's pid)."""
+    path = lab.top / marker
+    wait_for(lambda: path.exists() and path.read_text().strip(), what=f"{marker} written")
+    return int(path.read_text().strip())
+
+
+def test_oardel_kills_a_running_job(running_lab):
+    lab = running_lab
+    job_id = lab.oarsub(f"echo $$ > {lab.top}/pid; exec sleep 60")
+    lab.wait_state(job_id, "Running")
+    pid = _pid_of(lab, "pid")
+    assert process_state(pid) is not None
+    result = lab.cmd("oardel", str(job_id))
+    assert result.rc == 0, result.err
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Error"
+    wait_for(lambda: process_state(pid) in (None, "Z"), what="the job's process gone")
+    assert lab.frag_state(job_id) == "FRAGGED"
+    events = lab.events(job_id)
+    assert events[:2] == ["FRAG_JOB_REQUEST", "SEND_KILL_JOB"]
+    assert "EXTERMINATE_JOB" not in events
+    assert [s for s, _, _ in lab.state_logs(job_id)][-3:] == ["Running", "Finishing", "Error"]
+
+
+def test_oardel_of_a_waiting_job(running_lab):
+    lab = running_lab
+    blocker = lab.oarsub("-l", "/nodes=2", "sleep 60")
+    lab.wait_state(blocker, "Running")
+    waiting = lab.oarsub("-l", "/nodes=1", "true")
+    assert lab.state(waiting) == "Waiting"
+    assert lab.cmd("oardel", str(waiting)).rc == 0
+    assert lab.wait_state(waiting, "Error") == "Error"
+    assert lab.frag_state(waiting) == "FRAGGED"
+    assert [s for s, _, _ in lab.state_logs(waiting)] == ["Waiting", "Error"]
+    assert lab.job(waiting)["start_time"] == 0
+    assert lab.cmd("oardel", str(blocker)).rc == 0
+    assert lab.wait_state(blocker, "Error") == "Error"
+
+
+def test_hold_and_resume_a_waiting_job(running_lab):
+    lab = running_lab
+    blocker = lab.oarsub("-l", "/nodes=2", f"while [ ! -e {lab.top}/go ]; do sleep 0.1; done")
+    lab.wait_state(blocker, "Running")
+    waiting = lab.oarsub("-l", "/nodes=1", "true")
+    assert lab.cmd("oarhold", str(waiting)).rc == 0
+    assert lab.wait_state(waiting, "Hold") == "Hold"
+    (lab.top / "go").write_text("")
+    assert lab.wait_state(blocker, "Terminated") == "Terminated"
+    # held: not scheduled although the resources are free
+    import time
+
+    time.sleep(1.5)
+    assert lab.state(waiting) == "Hold"
+    assert lab.cmd("oarresume", str(waiting)).rc == 0
+    assert lab.wait_state(waiting, "Terminated", "Error") == "Terminated"
+    assert [s for s, _, _ in lab.state_logs(waiting)][:3] == ["Waiting", "Hold", "Waiting"]
+    checked = lab.sql('SELECT "to_check" FROM "event_logs" WHERE "job_id" = ?', [waiting])
+    assert checked and all(c == "NO" for (c,) in checked)
+
+
+def test_submitted_on_hold_then_released(running_lab):
+    lab = running_lab
+    job_id = lab.oarsub("--hold", "true")
+    assert lab.state(job_id) == "Hold"
+    assert lab.cmd("oarresume", str(job_id)).rc == 0
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
+
+
+def test_suspend_and_resume_a_running_job(running_lab):
+    lab = running_lab
+    go = lab.top / "go"
+    job_id = lab.oarsub(f"echo $$ > {lab.top}/pid; while [ ! -e {go} ]; do sleep 0.1; done")
+    lab.wait_state(job_id, "Running")
+    pid = _pid_of(lab, "pid")
+    assert lab.cmd("oarhold", "-r", str(job_id)).rc == 0
+    assert lab.wait_state(job_id, "Suspended") == "Suspended"
+    assert process_state(pid) == "T"
+    assert lab.job(job_id)["suspended"] == "YES"
+    assert lab.cmd("oarresume", str(job_id)).rc == 0
+    assert lab.wait_state(job_id, "Running") == "Running"
+    wait_for(lambda: process_state(pid) in ("S", "R"), what="the job's shell running again")
+    go.write_text("")
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
+    states = [s for s, _, _ in lab.state_logs(job_id)]
+    assert states[3:] == ["Running", "Suspended", "Resuming", "Running", "Finishing", "Terminated"]
+
+
+def test_besteffort_killed_for_a_normal_job_and_idempotent_resubmitted(running_lab):
+    lab = running_lab
+    plain = lab.oarsub("-t", "besteffort", "-l", "/nodes=1", "sleep 60")
+    again = lab.oarsub("-t", "besteffort", "-t", "idempotent", "-l", "/nodes=1", "sleep 60")
+    lab.wait_state(plain, "Running")
+    lab.wait_state(again, "Running")
+    normal = lab.oarsub("-l", "/nodes=2", "true")
+    assert lab.wait_state(normal, "Terminated", "Error") == "Terminated"
+    for job_id in (plain, again):
+        assert lab.state(job_id) == "Error"
+        assert "BESTEFFORT_KILL" in lab.events(job_id)
+    assert "RESUBMIT_JOB_AUTOMATICALLY" in lab.events(again)
+    assert "RESUBMIT_JOB_AUTOMATICALLY" not in lab.events(plain)
+    resubmitted = lab.sql('SELECT "job_id", "command", "queue_name" FROM "jobs" WHERE "resubmit_job_id" = ?',
+                          [again])
+    assert len(resubmitted) == 1
+    new_id, command, queue = resubmitted[0]
+    assert (command, queue) == ("sleep 60", "besteffort")
+    assert lab.wait_state(new_id, "Running") == "Running"
+    assert lab.cmd("oardel", str(new_id)).rc == 0
+    lab.wait_state(new_id, "Error")
+
+
+def test_idempotent_exit_99_is_resubmitted_once(running_lab):
+    lab = running_lab
+    marker = lab.top / "ran"
+    # the first run asks to be run again (99); the resubmitted one succeeds
+    job_id = lab.oarsub("-t", "idempotent", f"if [ -e {marker} ]; then exit 0; else touch {marker}; exit 99; fi")
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
+    assert lab.job(job_id)["exit_code"] == 99 << 8
+    rows = wait_for(lambda: lab.sql('SELECT "job_id" FROM "jobs" WHERE "resubmit_job_id" = ?', [job_id]),
+                    what="the resubmitted job")
+    assert len(rows) == 1
+    assert lab.wait_state(rows[0][0], "Terminated", "Error") == "Terminated"
+    assert lab.sql('SELECT COUNT(*) FROM "jobs" WHERE "resubmit_job_id" = ?', [rows[0][0]]) == [(0,)]
+    assert os.path.exists(marker)

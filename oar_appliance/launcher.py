@@ -142,6 +142,7 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "prologue": config.get("PROLOGUE_EXEC_FILE") or None,
             "epilogue": config.get("EPILOGUE_EXEC_FILE") or None,
             "prologue_timeout": int(config.get("PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60),
+            "debug": bool(config.get("OAREXEC_DEBUG_MODE")),
         }
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
                                   noop="noop" in job_types, hosts=hosts))

@@ -316,7 +316,12 @@ class Server:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            reply = self.handle_frames(frames)
+            try:
+                reply = self.handle_frames(frames)
+            except Exception:
+                # a message must never stop the server: the sender of a fact retries
+                log.exception("message %r not handled", frames[1:][:2])
+                continue
             if reply is not None:
                 self.socket.send_multipart(reply)
 

@@ -1,0 +1,69 @@
+"""Load and latency through a real oar-server: 200 jobs from 8 concurrent shells on SQLite,
+and the time from oarsub's answer to Running."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.server.conftest import WAIT
+
+SHELLS, PER_SHELL = 8, 25
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+def test_200_jobs_from_8_shells(lab):
+    lab.write_conf("OAREXEC_DEBUG_MODE=yes")
+    lab.start_server()
+    oarsub = f"{sys.executable} -m oar_appliance.cli.oarsub"
+    loop = (f'for i in $(seq {PER_SHELL}); do {oarsub} -l /core=1 "echo \\$OAR_JOB_ID" '
+            '|| echo "oarsub failed: $?" >&2; done')
+    started = time.monotonic()
+    shells = [subprocess.Popen(["bash", "-c", loop], cwd=lab.work, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(SHELLS)]
+    outputs = []
+    try:
+        for shell in shells:
+            outputs.append(shell.communicate(timeout=300))
+    finally:
+        for shell in shells:
+            if shell.poll() is None:
+                shell.kill()
+                shell.wait()
+    submitted = time.monotonic() - started
+    ids = [int(line.split("=")[1]) for out, _ in outputs for line in out.splitlines()
+           if line.startswith("OAR_JOB_ID=")]
+    errors = "".join(err for _, err in outputs)
+    assert "locked" not in errors and "oarsub failed" not in errors, errors[-2000:]
+    assert len(ids) == SHELLS * PER_SHELL == len(set(ids))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        left = lab.sql('SELECT COUNT(*) FROM "jobs" WHERE "state" NOT IN (\'Terminated\', \'Error\')')[0][0]
+        if left == 0:
+            break
+        time.sleep(0.5)
+    done = time.monotonic() - started
+    states = dict(lab.sql('SELECT "state", COUNT(*) FROM "jobs" GROUP BY "state"'))
+    assert states == {"Terminated": SHELLS * PER_SHELL}, (states, lab.log_tail())
+    for job_id in ids[::20]:
+        assert (lab.work / f"OAR.{job_id}.stdout").read_text() == f"{job_id}\n"
+    assert "locked" not in lab.log.read_text()
+    print(f"\n200 jobs from 8 shells: submitted in {submitted:.1f} s, all Terminated after {done:.1f} s")
+
+
+def test_latency_from_oarsub_to_running(running_lab):
+    lab = running_lab
+    latencies = []
+    for _ in range(5):
+        job_id = lab.oarsub("-l", "/core=1", "true")
+        after_oarsub = time.monotonic()
+        lab.wait_state(job_id, "Running", "Finishing", "Terminated", timeout=WAIT)
+        latencies.append(time.monotonic() - after_oarsub)
+        lab.wait_state(job_id, "Terminated")
+    median = statistics.median(latencies)
+    print(f"\noarsub -> Running: median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    assert median < 0.5, latencies

@@ -306,21 +306,25 @@ def set_properties(db, ids: Sequence[int], values: Mapping[str, str], now: int) 
 
 
 def jobs_on(db, ids: Sequence[int], states: Sequence[str] = ACTIVE_JOB_STATES) -> dict[int, list[int]]:
-    """Resource id -> ids of the jobs in ``states`` holding it (one query)."""
+    """Resource id -> ids of the jobs in ``states`` holding it (one query).
+
+    The query starts from the jobs in ``states`` (index on ``state``) and reaches their
+    resources through their moldable descriptions; the resources are filtered here, not
+    with an ``IN`` list, which lets SQLite walk the whole history of ``assigned_resources``
+    (3,200 ids among 1,000,000 rows: 5 s instead of 0.06 s).
+    """
     if not ids:
         return {}
     query = (
-        AssignedResource.select(AssignedResource.resource_id, Job.job_id)
-        .join(MoldableJobDescription, on=(AssignedResource.moldable_job_id == MoldableJobDescription.moldable_id))
-        .join(Job, on=(Job.job_id == MoldableJobDescription.moldable_job_id))
+        Job.select(AssignedResource.resource_id, Job.job_id)
+        .join(MoldableJobDescription, on=(MoldableJobDescription.moldable_job_id == Job.job_id))
+        .join(AssignedResource, on=(AssignedResource.moldable_job_id == MoldableJobDescription.moldable_id))
         .where(Job.state.in_(list(states)) & (AssignedResource.assigned_resource_index == "CURRENT"))
-        .tuples()
+        .order_by(Job.job_id)
     )
     wanted = set(ids)
     result: dict[int, list[int]] = {}
-    if len(wanted) < resource_table.MAX_PARAMETERS:
-        query = query.where(AssignedResource.resource_id.in_(sorted(wanted)))
-    for resource_id, job_id in query:
+    for resource_id, job_id in db.execute(query).fetchall():  # plain rows: peewee's wrappers cost 5x
         if resource_id in wanted:
             result.setdefault(resource_id, []).append(job_id)
     return result
@@ -356,6 +360,36 @@ def apply_pending_states(db, now: int) -> dict[str, Any]:
     victims = sorted({j for jobs in jobs_on(db, leaving, KILLABLE_JOB_STATES).values() for j in jobs})
     request_kill(db, victims, now, reason="resources of the job changed state")
     return {"changed": changed, "jobs_to_kill": victims}
+
+
+def set_states(db, ids: Sequence[int], state: str, now: int, finaud: bool = False,
+               reason: str = "resources of the job changed state") -> list[int]:
+    """Change the state of resources at once, with its ``resource_logs`` interval.
+
+    For the server's own periodic decisions (finaud, sarko), which need no request to be
+    carried out later.  ``finaud`` marks the change as finaud's (``finaud_decision``).
+    Jobs holding a resource that leaves Alive get a kill request; returns their ids.
+    """
+    if state not in STATE_NUMBERS:
+        raise UsageError(f"unknown state {state!r} (Alive, Absent, Dead, Suspected)")
+    ids = sorted(set(ids))
+    if not ids:
+        return []
+    leaving: list[int] = []
+    if state != "Alive":
+        for start in range(0, len(ids), resource_table.MAX_PARAMETERS):
+            chunk = ids[start : start + resource_table.MAX_PARAMETERS]
+            leaving += [r["resource_id"] for r in resource_table.select(
+                db, *resource_table.ids_clause(db, chunk), only=["resource_id", "state"]) if r["state"] == "Alive"]
+    resource_table.update(db, ids, {"state": state, "state_num": STATE_NUMBERS[state],
+                                    "finaud_decision": "YES" if finaud else "NO"})
+    _log_values(db, ids, {"state": state}, now, finaud=finaud)
+    if not leaving:
+        return []
+    # the jobs of resources already out of Alive got their kill request when they left it
+    victims = sorted({j for jobs in jobs_on(db, leaving, KILLABLE_JOB_STATES).values() for j in jobs})
+    request_kill(db, victims, now, reason=reason)
+    return victims
 
 
 def request_kill(db, job_ids: Sequence[int], now: int, reason: str) -> None:

@@ -449,6 +449,8 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "LAUNCHER_POOL_SIZE": (_INT, 10),
     # oar-server: a pass of the automaton (and a scheduling round) at least this often
     "SERVER_TIMER_PERIOD": (_INT, 5),
+    # oar-server: how often sarko runs (walltimes, checkpoints, stuck kills), in seconds
+    "SARKO_FREQUENCY": (_INT, 30),
     # oar-server: how long oarexec may take to say it is ready
     "OAREXEC_START_TIMEOUT": (_INT, 30),
 })

@@ -13,8 +13,9 @@ Leon, over ``frag_jobs`` (REFERENCE.md, "Server and nodes"):
   ``SEND_KILL_JOB`` event, and a ``kill`` node action (oarexec kills the job and reports
   with code 3); a ``Launching`` job is left until its launch ends;
 - ``TIMER_ARMED`` for more than ``JOBDEL_WALLTIME`` seconds: ``LEON_EXTERMINATE``;
-- ``LEON_EXTERMINATE``: an ``EXTERMINATE_JOB`` event and the job to ``Finishing`` without
-  exit status; its end is then completed as any other (cleaning, ``Error``);
+- ``LEON_EXTERMINATE``: an ``EXTERMINATE_JOB`` event, the job to ``Finishing`` without
+  exit status and its resources to ``Suspected`` (what happened there is unknown); its
+  end is then completed as any other (cleaning, ``Error``);
 - a job that ended: ``FRAGGED`` (also done when its end is recorded).
 
 NodeChangeState, over the requests of ``event_logs`` with ``to_check = 'YES'``
@@ -97,6 +98,17 @@ def _set_frag(db: peewee.Database, job_ids: Sequence[int], state: str, from_stat
                    [state, *extra_params, *params, *from_states])
 
 
+def _resources_of(db: peewee.Database, job_ids: Sequence[int]) -> list[int]:
+    if not job_ids:
+        return []
+    from .db import bulk
+
+    where, params = bulk.ids_clause(db, "job_id", job_ids)
+    return sorted({r[0] for r in db.execute_sql(
+        'SELECT a."resource_id" FROM "assigned_resources" a JOIN "jobs" j '
+        'ON j."assigned_moldable_job" = a."moldable_job_id" WHERE j.' + where, params).fetchall()})
+
+
 def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> LeonReport:
     """One Leon pass; see the module docstring."""
     report = LeonReport()
@@ -147,6 +159,11 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> LeonReport:
                                        f"job {j} did not end {jobdel_walltime} s after its kill: exterminated")
                                       for j in moved], now)
             report.exterminated = moved
+            # what happened on the nodes is unknown: they are suspected (the admin or finaud
+            # brings them back)
+            suspects = _resources_of(db, moved)
+            if suspects:
+                resources.request_state(db, suspects, "Suspected")
     if to_arm:
         heads = lifecycle.job_hosts(db, to_arm)
         for job_id in to_arm:

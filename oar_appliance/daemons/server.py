@@ -45,14 +45,8 @@ log = logging.getLogger("oar.server")
 
 __all__ = ["Server", "PERIODIC_MODULES"]
 
-#: periodic modules: (name, module, function, frequency key or seconds).  They live on
-#: their own branch of the code: a module that is not installed is skipped with a log line
-#: (EXTENSION POINT: each is called as described in ``_periodic``).
-PERIODIC_MODULES = (
-    ("sarko", "oar_appliance.sarko", "run", 30),
-    ("finaud", "oar_appliance.finaud", "run", "FINAUD_FREQUENCY"),
-    ("accounting", "oar_appliance.accounting", "update", 3600),
-)
+#: periodic modules (docs/periodic.md): name -> how often, in seconds, from oar.conf
+PERIODIC_MODULES = ("sarko", "finaud", "accounting")
 
 
 class Server:
@@ -79,7 +73,6 @@ class Server:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.judas = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -139,26 +132,36 @@ class Server:
         self._submit(("answer", info_type, word), submitter.answer, info_type, word, detail)
 
     def _notify_user(self, job_ids, tag: str, text: str) -> None:
-        """User notifications (``--notify``) through judas when it is installed."""
-        if self.judas is False or not job_ids:
+        """``--notify`` of the jobs (judas delivers in its own threads); a failed delivery
+        becomes an event of the job."""
+        if not job_ids:
             return
-        if self.judas is None:
-            try:
-                from .. import judas  # EXTENSION POINT: judas.notify_job(config, job, tag, text)
-
-                self.judas = judas
-            except ImportError:
-                self.judas = False
-                log.info("judas is not installed: --notify is not carried out")
-                return
+        from .. import judas
         from ..db import bulk
 
         where, params = bulk.ids_clause(self.db, "job_id", list(job_ids))
-        cursor = self.db.execute_sql(f'SELECT * FROM "jobs" WHERE {where} AND "notify" IS NOT NULL', params)
+        cursor = self.db.execute_sql(
+            f'SELECT "job_id", "job_name", "job_user", "notify" FROM "jobs" WHERE {where} '
+            'AND "notify" IS NOT NULL', params)
         names = [d[0] for d in cursor.description]
         for row in cursor.fetchall():
             job = dict(zip(names, row))
-            self._submit(("notify", job["job_id"], tag), self.judas.notify_job, self.config, job, tag, text)
+            future = judas.notify_job(self.config, job, tag, text)
+            if future is not None:
+                future.add_done_callback(lambda f, job_id=job["job_id"]: self._record_delivery(job_id, f))
+
+    def _record_delivery(self, job_id: int, future: Future) -> None:
+        from .. import judas
+
+        try:
+            judas.record_event(self.db, job_id, future.result(), self.now())
+        except Exception:
+            log.exception("notification outcome of job %s not recorded", job_id)
+        finally:
+            try:
+                self.db.close()           # the judas thread's connection
+            except Exception:
+                pass
 
     # ------------------------------------------------------------------ life cycle
 
@@ -206,34 +209,48 @@ class Server:
                          self.db, self.config, self.connector, action, self.now)
 
     def _start_periodic(self) -> None:
-        import importlib
-
-        jobs = []
-        for name, module_name, function, frequency in PERIODIC_MODULES:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                log.info("periodic module %s is not installed: skipped", name)
-                continue
-            seconds = frequency if isinstance(frequency, int) else int(self.config.get(frequency, 300) or 300)
-            jobs.append((name, getattr(module, function), seconds))
-        if not jobs:
-            return
+        """APScheduler runs sarko, finaud and accounting (one instance each at a time; runs
+        missed while one was late are coalesced); each wakes the automaton when done."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        from .. import finaud
+
+        config = self.config
+        frequencies = {
+            "sarko": int(config.get("SARKO_FREQUENCY", 30) or 0),
+            "finaud": int(config.get("FINAUD_FREQUENCY", 300) or 0),
+            # accounting windows are long: a few updates per window are enough
+            "accounting": max(60, int(config.get("ACCOUNTING_WINDOW", 86400) or 86400) // 24),
+        }
+        self._finaud_check = finaud.command_check(config) if frequencies["finaud"] > 0 else None
         self.scheduler = BackgroundScheduler(daemon=True)
-        for name, fn, seconds in jobs:
-            self.scheduler.add_job(self._periodic, "interval", seconds=seconds, args=(name, fn),
+        for name in PERIODIC_MODULES:
+            if frequencies[name] <= 0:
+                log.info("periodic module %s is off", name)
+                continue
+            self.scheduler.add_job(self._periodic, "interval", seconds=frequencies[name], args=(name,),
                                    id=name, max_instances=1, coalesce=True)
         self.scheduler.start()
 
-    def _periodic(self, name: str, fn: Callable) -> None:
-        """Run one periodic module with its own connection, then wake the automaton."""
+    def _periodic(self, name: str) -> None:
+        """Run one periodic module in the scheduler's thread, then wake the automaton."""
+        from .. import accounting, finaud, sarko
+
         try:
-            if name == "finaud":
-                fn(self.db, self.config, self.now(), self.connector)
+            now = self.now()
+            if name == "sarko":
+                report = sarko.run(self.db, self.config, now)
+                if report.errors:
+                    log.error("sarko: %s", "; ".join(report.errors))
+                if report.dead_hosts:
+                    self._notify_admin("Dead nodes", "Dead: " + ", ".join(report.dead_hosts))
+            elif name == "finaud":
+                report = finaud.run(self.db, self.config, now, self._finaud_check)
+                if report.suspected_hosts:
+                    log.warning("finaud: suspected %s", ", ".join(report.suspected_hosts))
+                    self._notify_admin("Suspected nodes", "Suspected: " + ", ".join(report.suspected_hosts))
             else:
-                fn(self.db, self.config, self.now())
+                accounting.update(self.db, self.config, now)
         except Exception:
             log.exception("periodic module %s failed", name)
         finally:
@@ -243,6 +260,11 @@ class Server:
                 pass
             self.need_round = True
             self.wake()
+
+    def _notify_admin(self, subject: str, body: str) -> None:
+        from .. import judas
+
+        judas.notify_admin(self.config, subject, body)
 
     def shutdown(self) -> None:
         """Stop taking messages, let the tasks under way end, release everything."""

@@ -67,7 +67,9 @@ class Lab:
         self.conf.write_text(conf_text_for(self.db_url).replace("SERVER_PORT=6666", f"SERVER_PORT={self.port}") + "\n".join([
             f'LOG_FILE="{self.log}"', "LOG_LEVEL=3", "OAR_CONNECTOR=local",
             f'OAR_RUNTIME_DIRECTORY="{self.runtime}"', "SERVER_TIMER_PERIOD=1",
-            "JOBDEL_WALLTIME=10", *self.extra]) + "\n")
+            "JOBDEL_WALLTIME=10", "SARKO_FREQUENCY=1",
+            # the lab's hosts (node-1, node-2) do not answer pings: finaud would suspect them
+            "FINAUD_FREQUENCY=0", *self.extra]) + "\n")
 
     # ---------------------------------------------------------------- commands
 

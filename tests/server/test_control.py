@@ -131,3 +131,37 @@ def test_idempotent_exit_99_is_resubmitted_once(running_lab):
     assert lab.wait_state(rows[0][0], "Terminated", "Error") == "Terminated"
     assert lab.sql('SELECT COUNT(*) FROM "jobs" WHERE "resubmit_job_id" = ?', [rows[0][0]]) == [(0,)]
     assert os.path.exists(marker)
+
+
+def test_walltime_reached_the_job_is_killed(running_lab):
+    """sarko (every SARKO_FREQUENCY s) asks for the kill, Leon sends it, the end is an Error."""
+    lab = running_lab
+    job_id = lab.oarsub("-l", "/core=1,walltime=0:0:2", "sleep 60")
+    lab.wait_state(job_id, "Running")
+    assert lab.wait_state(job_id, "Error", "Terminated") == "Error"
+    events = lab.events(job_id)
+    assert "WALLTIME" in events and "SEND_KILL_JOB" in events
+    job = lab.job(job_id)
+    assert 2 <= job["stop_time"] - job["start_time"] < 15
+
+
+def test_a_kill_that_gets_no_end_exterminates_the_job(lab):
+    """oarexec is gone (kill -9), so the kill brings no end report: after JOBDEL_WALLTIME
+    the job is exterminated, its nodes suspected."""
+    lab.write_conf("JOBDEL_WALLTIME=2")
+    lab.start_server()
+    job_id = lab.oarsub("-l", "/nodes=1", f"echo $$ > {lab.top}/pid; exec sleep 60")
+    lab.wait_state(job_id, "Running")
+    job_pid = _pid_of(lab, "pid")
+    oarexec_pid = int((lab.runtime / f"oarexec_{job_id}.pid").read_text().strip())
+    os.kill(oarexec_pid, 9)
+    wait_for(lambda: process_state(oarexec_pid) in (None, "Z"), what="oarexec gone")
+    assert lab.cmd("oardel", str(job_id)).rc == 0
+    assert lab.wait_state(job_id, "Error", "Terminated") == "Error"
+    assert "EXTERMINATE_JOB" in lab.events(job_id)
+    assert lab.frag_state(job_id) == "FRAGGED"
+    wait_for(lambda: process_state(job_pid) in (None, "Z"), what="the job's process gone")
+    # the job's node (2 cores) is Suspected, the other one stays Alive
+    wait_for(lambda: lab.sql('SELECT COUNT(*) FROM "resources" WHERE "state" = \'Suspected\'')[0][0] == 2,
+             what="the job's node suspected")
+    assert lab.sql('SELECT COUNT(*) FROM "resources" WHERE "state" = \'Alive\'')[0][0] == 2

@@ -128,7 +128,8 @@ class Lab:
     def sql(self, sql: str, params=()) -> list[tuple]:
         with raw_database(self.db_url) as db:
             sql = sql.replace("?", "%s") if not self.db_url.startswith("sqlite") else sql
-            return db.execute_sql(sql, list(params)).fetchall()
+            cursor = db.execute_sql(sql, list(params))
+            return cursor.fetchall() if cursor.description else []
 
     def state(self, job_id: int) -> str | None:
         rows = self.sql('SELECT "state" FROM "jobs" WHERE "job_id" = ?', [job_id])

@@ -204,6 +204,13 @@ class Server:
                 lifecycle.set_state(self.db, dead, "Error", now, from_states=("Launching",),
                                     values={"stop_time": now})
             log.warning("recovery: %s Launching job(s) Running, %s Error", len(alive), len(dead))
+            for job_id in alive + dead:
+                order = orders.get(job_id)
+                if order is not None and order.info_type:
+                    if job_id in alive and order.interactive:
+                        self._answer(order.info_type, "STARTED", order.head)
+                    elif job_id in dead:
+                        self._answer(order.info_type, "ERROR", "the job could not be launched")
         for action in leon.resuming_actions(self.db):
             self._submit(("node", action.job_id, action.action), leon.run_node_action,
                          self.db, self.config, self.connector, action, self.now)

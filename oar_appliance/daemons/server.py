@@ -27,6 +27,7 @@ first pass; ``Running`` jobs keep running and report their end when their oarexe
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -229,14 +230,23 @@ class Server:
             # accounting windows are long: a few updates per window are enough
             "accounting": max(60, int(config.get("ACCOUNTING_WINDOW", 86400) or 86400) // 24),
         }
-        self._finaud_check = finaud.command_check(config) if frequencies["finaud"] > 0 else None
+        self._finaud_check = None
+        if frequencies["finaud"] > 0:
+            if str(config.get("OAR_CONNECTOR", "")).lower() == "local" and not config.get("PINGCHECKER_GENERIC_COMMAND"):
+                # every node of the local connector is this host, which runs: nothing to ping
+                # (the lab's node names need not resolve)
+                self._finaud_check = lambda hosts: set()
+            else:
+                self._finaud_check = finaud.command_check(config)
         self.scheduler = BackgroundScheduler(daemon=True)
         for name in PERIODIC_MODULES:
             if frequencies[name] <= 0:
                 log.info("periodic module %s is off", name)
                 continue
+            # accounting also runs at start-up: its period is long
+            first = {"next_run_time": datetime.datetime.now()} if name == "accounting" else {}
             self.scheduler.add_job(self._periodic, "interval", seconds=frequencies[name], args=(name,),
-                                   id=name, max_instances=1, coalesce=True)
+                                   id=name, max_instances=1, coalesce=True, **first)
         self.scheduler.start()
 
     def _periodic(self, name: str) -> None:

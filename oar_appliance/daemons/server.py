@@ -378,7 +378,11 @@ class Server:
             if self.stopping.is_set():
                 break
             wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_round)
-            self._drain(max(0, int(wait * 1000)))
+            try:
+                self._drain(max(0, int(wait * 1000)))
+            except Exception:
+                log.exception("reading the socket failed")
+                time.sleep(0.5)
 
     # ------------------------------------------------------------------ the automaton
 

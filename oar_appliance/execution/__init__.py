@@ -8,8 +8,10 @@ from __future__ import annotations
 from oar_appliance.errors import ConfigError
 from oar_appliance.execution.base import READY_LINE, Connector, LaunchError, RunResult
 from oar_appliance.execution.local import LocalConnector
+from oar_appliance.execution.ssh import SshConnector
 
-__all__ = ["READY_LINE", "Connector", "LaunchError", "LocalConnector", "RunResult", "connector_for"]
+__all__ = ["READY_LINE", "Connector", "LaunchError", "LocalConnector", "RunResult", "SshConnector",
+           "connector_for"]
 
 
 def connector_for(config) -> Connector:
@@ -18,7 +20,6 @@ def connector_for(config) -> Connector:
     if name == "local":
         return LocalConnector()
     if name == "ssh":
-        raise ConfigError(f"{config.source('OAR_CONNECTOR')}: OAR_CONNECTOR=ssh (nodes reached"
-                          " over ssh on port 6667) is not available yet; use OAR_CONNECTOR=local")
+        return SshConnector.from_config(config)
     raise ConfigError(f"{config.source('OAR_CONNECTOR')}: OAR_CONNECTOR must be 'local' or 'ssh',"
                       f" got {config['OAR_CONNECTOR']!r}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from oar_appliance.errors import OarError
 
-__all__ = ["READY_LINE", "Connector", "LaunchError", "RunResult"]
+__all__ = ["READY_LINE", "SETUP_CODES", "Connector", "LaunchError", "RunResult"]
 
 #: the line oarexec prints once the job is set up (oar_appliance.nodeside.oarexec.READY_LINE;
 #: repeated here because this layer does not import the node side)
@@ -28,24 +28,31 @@ OAREXEC_MODULE = "oar_appliance.nodeside.oarexec"
 JOBCTL_MODULE = "oar_appliance.nodeside.jobctl"
 
 
+#: the exit codes by which oarexec says why it could not set a job up (before its ready line)
+SETUP_CODES = frozenset({5, 6, 7, 8, 10, 12, 20, 22, 30})
+
+
 class LaunchError(OarError):
     """oarexec did not start the job.
 
-    ``oarexec_code`` is oarexec's exit code when it stopped before its ready line (the
-    codes of REFERENCE.md: 5 node file, 6 pid file, 7 user shell, 8 tmp dir, 10/12 working
-    directory, 20/22 stdout/stderr file, 30 job data...), or None when it could not be
-    started, did not answer within the timeout (``timed_out``), or the node is unreachable.
+    ``oarexec_code`` is oarexec's exit code when it stopped before its ready line (one of
+    :data:`SETUP_CODES`, REFERENCE.md: 5 node file, 6 pid file, 7 user shell, 8 tmp dir,
+    10/12 working directory, 20/22 stdout/stderr file, 30 job data), or None when it could
+    not be started or failed otherwise (the message has the exit code), did not answer
+    within the timeout (``timed_out``), or the node is unreachable.
     """
 
     kind = "launch"
 
     def __init__(self, message: str, host: str = "", oarexec_code: int | None = None,
-                 timed_out: bool = False, stderr: str = ""):
+                 timed_out: bool = False, stderr: str = "", rc: int | None = None):
         super().__init__(message)
         self.host = host
         self.oarexec_code = oarexec_code
         self.timed_out = timed_out
         self.stderr = stderr
+        #: the exit code of the started process (oarexec, or ssh), when it exited
+        self.rc = rc
 
 
 @dataclass(frozen=True)
@@ -136,11 +143,13 @@ def start_and_wait_ready(argv: list[str], host: str, job_data: dict[str, Any],
         return
     if ready:
         raise LaunchError(f"oarexec on {host} exited with {rc} after its ready line: {text}",
-                          host, oarexec_code=rc, stderr=text)
+                          host, stderr=text, rc=rc)
     reason = text.splitlines()[-1] if text else "no ready line"
     reason = reason.removeprefix("#ERROR: ")
-    raise LaunchError(f"oarexec on {host} failed (code {rc}): {reason}", host,
-                      oarexec_code=rc, stderr=text)
+    # any other exit code is not oarexec's verdict (python or sudo missing, a crash...)
+    code = rc if rc in SETUP_CODES else None
+    raise LaunchError(f"oarexec on {host} failed (exit code {rc}): {reason}", host,
+                      oarexec_code=code, stderr=text, rc=rc)
 
 
 def _timeout(proc: subprocess.Popen, host: str, timeout: float, err: bytearray) -> LaunchError:

@@ -26,7 +26,7 @@ from typing import Callable
 
 from oar_appliance.nodeside.oarexec import HANDLED_SIGNALS, Codes, PreparedJob
 from oar_appliance.nodeside.report import end_report, send_until_acknowledged
-from oar_appliance.nodeside.runtime import ProcessGroupJobProcesses, remove_files, signal_number
+from oar_appliance.nodeside.runtime import job_processes, remove_files, signal_number
 
 log = logging.getLogger("oar_appliance.oarexec")
 
@@ -50,7 +50,7 @@ class JobRunner:
         self.checkpoint_failed = False
         self.user_signalled = False
         self.command_pid: int | None = None
-        self.processes = ProcessGroupJobProcesses(None, os.getsid(0), exclude={os.getpid()})
+        self.processes = job_processes(job.files, exclude={os.getpid()})
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -158,7 +158,13 @@ class JobRunner:
         """Run the job to its end and report; returns the reported code."""
         self._install_handlers()
         self._write_pgid("-")
-        code, user_status = self._run_job()
+        self.processes = job_processes(self.job.files, exclude={os.getpid()})
+        try:
+            code, user_status = self._run_job()
+        except Exception:  # a failure of oarexec itself: the server must still hear of it
+            log.exception("oarexec failed while running the job")
+            self.processes.kill_all(self.kill_grace)
+            code, user_status = Codes.INTERNAL, None
         job = self.job
         report = end_report(job.job_id, str(self.data["challenge"]), code, user_status, job.host)
         log.info("end of job: code %d, user status %s", code, user_status)
@@ -261,8 +267,8 @@ class JobRunner:
             log.error("the command could not start: %s", message)
             self.command_pid = None
             return int(code_text), None
-        self.processes.pgid = pid
         self._write_pgid(str(pid))
+        self.processes = job_processes(job.files, exclude={os.getpid()})
         for fd in {job.stdout_fd, job.stderr_fd}:
             if fd is not None:
                 os.close(fd)
@@ -292,7 +298,9 @@ class JobRunner:
             signal.set_wakeup_fd(-1)
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            # Python ignores these two, and an ignored signal stays ignored across exec
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             os.setpgid(0, 0)
             user = job.user
@@ -307,8 +315,11 @@ class JobRunner:
             os.dup2(null, 0)
             os.dup2(job.stdout_fd, 1)
             os.dup2(job.stderr_fd, 2)
-            # a login shell, as OAR runs jobs: the user's profile is read
-            argv0 = "-" + os.path.basename(job.shell)
+            # not a login shell unless asked: the profile of an account may do slow or
+            # blocking things (and a job killed in the middle of them leaves their locks)
+            argv0 = os.path.basename(job.shell)
+            if self.data.get("login_shell"):
+                argv0 = "-" + argv0
             os.execve(job.shell, [argv0, "-c", str(self.data["command"])], job.env)
         except BaseException as exc:
             try:
@@ -317,7 +328,8 @@ class JobRunner:
                 os._exit(127)
 
     def _wait_interactive(self) -> int | None:
-        """Wait until oarsh_shell writes the status of the job's shell (or a kill)."""
+        """Wait until oarsh_shell writes the exit status of the job's shell (or a kill);
+        the status as a wait status (exit status << 8)."""
         path = self.job.files.shell_status
         self._wait(lambda: self.killed or os.path.exists(path))
         if self.killed:
@@ -327,7 +339,10 @@ class JobRunner:
         while True:
             try:
                 with open(path, encoding="ascii") as stream:
-                    return int(stream.read().split()[0])
+                    exit_status = int(stream.read().split()[0])
+                # the file holds the shell's exit status (as $? gives it); the report
+                # carries a wait status, as for a batch command
+                return (exit_status & 0xFF) << 8
             except (OSError, ValueError, IndexError):
                 if time.monotonic() > deadline:
                     log.warning("unreadable %s", path)

@@ -4,20 +4,20 @@
 
 | action | what |
 |---|---|
+| ``status`` | prints oarexec's pid; nothing else is done (exit code 6 when no oarexec runs) |
 | ``kill`` | SIGTERM to oarexec, which kills the job and reports code 3 |
 | ``checkpoint`` | SIGUSR2 to oarexec, which sends the job its checkpoint signal |
 | ``signal SIG`` | writes SIG in ``job_<jobid>.signal`` and sends SIGURG to oarexec |
 | ``suspend`` / ``resume`` | SIGSTOP / SIGCONT to the job's processes (not to oarexec) |
 | ``clean`` | KILL whatever is left of the job (oarexec included), remove its runtime files |
 
-Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for kill, checkpoint,
-signal) or the job's processes (suspend, resume) not found on this node — ``kill`` then
+Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for status, kill,
+checkpoint, signal) or the job's processes (suspend, resume) not found on this node — ``kill`` then
 still kills what is left of the job's processes; 8 not allowed to signal them;
 70 internal error.  ``clean`` of a job with nothing left is a success.
 
-The job's processes are found by :class:`~oar_appliance.nodeside.runtime.ProcessGroupJobProcesses`;
-a cgroup manager plugs in by giving :func:`job_processes` another class with the same
-methods (``pids``, ``signal``, ``suspend``, ``resume``, ``kill_all``).
+The job's processes are found by :func:`oar_appliance.nodeside.runtime.job_processes`
+(process group and session for now), where a cgroup manager plugs in.
 """
 
 from __future__ import annotations
@@ -30,21 +30,17 @@ import sys
 from oar_appliance.errors import NotFoundError, OarError, PermissionDeniedError, UsageError
 from oar_appliance.nodeside.runtime import (
     JobFiles,
-    ProcessGroupJobProcesses,
+    job_processes,
     pid_alive,
     read_pid,
     remove_files,
     signal_number,
+    unsafe_runtime_dir,
 )
 
-__all__ = ["job_processes", "main"]
+__all__ = ["act", "main"]
 
-ACTIONS = ("kill", "checkpoint", "signal", "suspend", "resume", "clean")
-
-
-def job_processes(files: JobFiles, exclude: set[int] | None = None) -> ProcessGroupJobProcesses:
-    """The job's processes on this node (the place where a cgroup manager plugs in)."""
-    return ProcessGroupJobProcesses.from_files(files, exclude)
+ACTIONS = ("status", "kill", "checkpoint", "signal", "suspend", "resume", "clean")
 
 
 def _oarexec_pid(files: JobFiles) -> int | None:
@@ -66,7 +62,22 @@ def _signal_oarexec(files: JobFiles, sig: int) -> None:
 
 def act(action: str, files: JobFiles, signal_name: str | None = None, grace: float = 2.0) -> None:
     """Do ``action`` for the job; OarError when it cannot be done."""
-    if action == "kill":
+    if action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+    if not os.path.isdir(files.runtime_dir):
+        if action == "clean":
+            return  # nothing was ever set up here
+        raise NotFoundError(f"no oarexec running for job {files.job_id} on this node"
+                            f" ({files.runtime_dir} does not exist)")
+    problem = unsafe_runtime_dir(files.runtime_dir)
+    if problem:  # its pid files could name any process
+        raise PermissionDeniedError(f"unsafe runtime directory: {problem}")
+    if action == "status":
+        pid = _oarexec_pid(files)
+        if pid is None:
+            raise NotFoundError(f"no oarexec running for job {files.job_id} on this node")
+        print(pid)
+    elif action == "kill":
         try:
             _signal_oarexec(files, signal.SIGTERM)
         except NotFoundError:

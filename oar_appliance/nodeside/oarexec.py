@@ -22,10 +22,9 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from oar_appliance.nodeside.runtime import JobFiles, remove_files
+from oar_appliance.nodeside.runtime import JobFiles, remove_files, unsafe_runtime_dir
 
 __all__ = ["READY_LINE", "Codes", "PreparedJob", "SetupError", "main", "prepare", "read_job_data"]
 
@@ -60,6 +59,9 @@ class Codes:
     CHECKPOINT = 40
     CHECKPOINT_ERROR = 41
     USER_SIGNAL = 42
+    #: not an OAR code: oarexec itself failed after its ready line (the server reports an
+    #: unknown oarexec code, EXIT_VALUE_OAREXEC)
+    INTERNAL = 70
 
 
 class SetupError(Exception):
@@ -75,22 +77,27 @@ REQUIRED_KEYS = ("job_id", "user", "command", "launching_directory", "challenge"
                  "runtime_dir")
 
 
-@dataclass
 class PreparedJob:
-    """Everything the detached oarexec needs, set up before the ready line."""
+    """Everything the detached oarexec needs, set up before the ready line.
 
-    data: dict[str, Any]
-    job_id: int
-    files: JobFiles
-    user: pwd.struct_passwd
-    shell: str
-    as_root: bool
-    env: dict[str, str]
-    stdout_fd: int | None = None
-    stderr_fd: int | None = None
-    host: str = ""
-    interactive: bool = False
-    created: list[str] = field(default_factory=list)
+    (A plain class: oarexec starts for every job, and ``dataclasses`` costs tens of ms
+    of import.)"""
+
+    def __init__(self, data: dict[str, Any], files: JobFiles, user: pwd.struct_passwd,
+                 shell: str, as_root: bool, interactive: bool, host: str):
+        self.data = data
+        self.job_id: int = data["job_id"]
+        self.files = files
+        self.user = user
+        self.shell = shell
+        self.as_root = as_root
+        self.interactive = interactive
+        self.host = host
+        self.env: dict[str, str] = {}
+        self.stdout_fd: int | None = None
+        self.stderr_fd: int | None = None
+        #: runtime files created so far, removed if the set-up fails
+        self.created: list[str] = []
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +136,28 @@ def read_job_data(fd: int, timeout: float) -> dict[str, Any]:
         data["job_id"] = int(data["job_id"])
     except (TypeError, ValueError):
         raise SetupError(Codes.JOB_DATA, f"bad job_id {data['job_id']!r}") from None
+    for key, kinds in _OPTIONAL_TYPES.items():
+        value = data.get(key)
+        # bool is an int to isinstance: true is no walltime, and 1 no flag
+        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
+        if value is not None and not ok:
+            raise SetupError(Codes.JOB_DATA, f"bad {key} in the job data: {value!r}")
     return data
+
+
+_NUMBER = (int, float)
+#: the type of every optional key of the job data (null is always allowed)
+_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
+    "user": (str,), "command": (str,), "launching_directory": (str,), "challenge": (str,),
+    "runtime_dir": (str,), "name": (str,), "project": (str,), "queue": (str,), "host": (str,),
+    "stdout_file": (str,), "stderr_file": (str,), "prologue": (str,), "epilogue": (str,),
+    "walltime": _NUMBER, "prologue_timeout": _NUMBER, "kill_grace": _NUMBER,
+    "report_try_timeout": _NUMBER, "report_max_backoff": _NUMBER,
+    "array_id": (int,), "array_index": (int,), "checkpoint_signal": (int, str),
+    "node_file_lines": (list,), "resource_properties": (list,), "cpuset": (list,),
+    "hosts": (list,), "types": (list,),
+    "interactive": (bool,), "debug": (bool,), "login_shell": (bool,),
+}
 
 
 def walltime_hms(seconds: int) -> str:
@@ -213,7 +241,8 @@ def as_user(user: pwd.struct_passwd, switch: bool) -> Iterator[None]:
 
 def _write_file(path: str, text: str, code: int, what: str, mode: int = 0o644) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        # never through a symbolic link: the runtime directory may be shared (/tmp)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
             os.fchmod(fd, mode)
             os.write(fd, text.encode())
@@ -249,8 +278,7 @@ def prepare(data: dict[str, Any], environ: dict[str, str]) -> PreparedJob:
     interactive = bool(data.get("interactive"))
     if not interactive and not os.access(shell, os.X_OK):
         raise SetupError(Codes.USER_SHELL, f"the shell {shell!r} of {user.pw_name} cannot be run")
-    job = PreparedJob(data=data, job_id=data["job_id"], files=files, user=user, shell=shell,
-                      as_root=as_root, env={}, interactive=interactive,
+    job = PreparedJob(data, files, user, shell, as_root, interactive,
                       host=str(data.get("host") or os.uname().nodename))
     try:
         _prepare_files(job, environ)
@@ -269,8 +297,9 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
         os.makedirs(files.runtime_dir, mode=0o755, exist_ok=True)
     except OSError as exc:
         raise SetupError(Codes.TMP_DIR, f"cannot create {files.runtime_dir}: {exc.strerror}") from None
-    if not os.path.isdir(files.runtime_dir) or not os.access(files.runtime_dir, os.W_OK | os.X_OK):
-        raise SetupError(Codes.TMP_DIR, f"cannot write in {files.runtime_dir}")
+    problem = unsafe_runtime_dir(files.runtime_dir)
+    if problem:
+        raise SetupError(Codes.TMP_DIR, f"unsafe runtime directory: {problem}")
 
     job.created.append(files.nodefile)
     _write_file(files.nodefile, _lines(data.get("node_file_lines") or []), Codes.NODE_FILE, "node file")
@@ -288,9 +317,10 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
     job.env = {**base, **oar_env}
 
     workdir = data["launching_directory"]
+    # existence with oarexec's rights (10), access with the user's (12)
+    if not os.path.isdir(workdir):
+        raise SetupError(Codes.WORKDIR, f"the working directory {workdir} does not exist")
     with as_user(user, job.as_root):
-        if not os.path.isdir(workdir):
-            raise SetupError(Codes.WORKDIR, f"the working directory {workdir} does not exist")
         try:
             os.chdir(workdir)
         except OSError as exc:
@@ -354,6 +384,10 @@ def detach(job: PreparedJob, stdout: Any) -> int:
     try:
         job.created.append(job.files.pid)
         _write_file(job.files.pid, f"{detached_pid}\n", Codes.PID_FILE, "pid file")
+        # the intermediate process made the session: its pid is the session id, and jobctl
+        # can find the job's processes by it from now on (no process group before the command)
+        job.created.append(job.files.pgid)
+        _write_file(job.files.pgid, f"- {intermediate}\n", Codes.PID_FILE, "process group file")
         stdout.write(READY_LINE + "\n")
         stdout.flush()
     except BaseException:
@@ -393,7 +427,8 @@ def _redirect_stdio(job: PreparedJob) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     if job.data.get("debug"):
-        log_fd = os.open(job.files.debug_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(job.files.debug_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                         0o600)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
@@ -432,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the launcher, never a traceback
+        if job is not None:
+            remove_files(job.created)
+        print(f"#ERROR: oarexec failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return Codes.INTERNAL
 
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ def send_once(host: str, port: int, message: dict[str, Any], timeout: float) -> 
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-        sock.connect(f"tcp://{host}:{int(port)}")
+        address = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6
+        if address.startswith("["):
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect(f"tcp://{address}:{int(port)}")
         sock.send(json.dumps(message).encode())
         raw = sock.recv()
     except zmq.ZMQError as exc:

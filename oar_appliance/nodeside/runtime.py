@@ -29,7 +29,9 @@ import time
 
 __all__ = [
     "JobFiles",
+    "unsafe_runtime_dir",
     "ProcessGroupJobProcesses",
+    "job_processes",
     "pid_alive",
     "read_pid",
     "signal_number",
@@ -82,6 +84,27 @@ class JobFiles:
         """Every file ``clean`` removes (the debug log stays, for the administrator)."""
         return [self.pid, self.pgid, self.env, self.nodefile, self.resources, self.signal,
                 self.shell_status]
+
+
+def unsafe_runtime_dir(path: str) -> str | None:
+    """Why ``path`` must not be trusted as a runtime directory, or None when it is fine.
+
+    oarexec writes, and jobctl reads, pids there (and jobctl signals them): the directory
+    must be a real directory (not a symbolic link) of this account, that no one else can
+    write in."""
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"{path} belongs to uid {info.st_uid}, not to this account"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others"
+    return None
 
 
 def read_pid(path: str) -> int | None:
@@ -164,9 +187,13 @@ class ProcessGroupJobProcesses:
 
     def pids(self) -> set[int]:
         """The live processes of the job (zombies left out)."""
+        return set(self._members())
+
+    def _members(self) -> dict[int, int]:
+        """pid -> process group of every live process of the job."""
         if self.pgid is None and self.sid is None:
-            return set()
-        found = set()
+            return {}
+        found = {}
         own = os.getpid()
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -180,21 +207,23 @@ class ProcessGroupJobProcesses:
             if (self.pgid is not None and stat[2] == self.pgid) or (
                 self.sid is not None and stat[3] == self.sid
             ):
-                found.add(pid)
+                found[pid] = stat[2]
         return found
 
     def signal(self, sig: int) -> int:
         """Send ``sig`` to the process group and to every process of the job; how many got it."""
         sent = 0
+        group_done = False
         if self.pgid is not None:
             try:
                 os.killpg(self.pgid, sig)
                 sent += 1
-            except ProcessLookupError:
+                group_done = True
+            except (ProcessLookupError, PermissionError):
                 pass
-            except PermissionError:
-                pass
-        for pid in self.pids():
+        for pid, group in self._members().items():
+            if group_done and group == self.pgid:
+                continue  # the group got it already: a handler must not see it twice
             try:
                 os.kill(pid, sig)
                 sent += 1
@@ -222,6 +251,13 @@ class ProcessGroupJobProcesses:
             self.signal(signal.SIGKILL)
             time.sleep(0.05)
         return not self.pids()
+
+
+def job_processes(files: JobFiles, exclude: set[int] | None = None) -> ProcessGroupJobProcesses:
+    """The job's processes on this node, for oarexec and jobctl alike: the one place where
+    a cgroup manager plugs in (an object with ``pids``, ``signal``, ``suspend``, ``resume``
+    and ``kill_all``)."""
+    return ProcessGroupJobProcesses.from_files(files, exclude)
 
 
 def remove_files(paths: list[str]) -> None:

@@ -23,7 +23,9 @@ The check
 is run with the host names appended to its arguments, and every line it prints on stderr
 that is exactly one of those names marks that host bad (the exit status is not looked at:
 a command that could not tell prints nothing).  Without a generic command, each host is
-pinged once (``ping -c 1 -W 3``, 16 at a time).  A check that cannot run or times out
+checked through the server's execution connector when :func:`run` is given one (``true``
+run on the node: locally in the lab, over ssh on a site), else pinged once
+(``ping -c 1 -W 3``); 16 at a time.  A check that cannot run or times out
 raises :class:`CheckError`; the round then changes nothing (suspecting every node because
 the checker is broken would stop the whole cluster).
 """
@@ -133,11 +135,35 @@ def ping_check(timeout: float = 3.0) -> Check:
     return check
 
 
-def command_check(config: Mapping[str, Any], timeout: float = DEFAULT_CHECK_TIMEOUT) -> Check:
-    """The node check ``oar.conf`` asks for: ``PINGCHECKER_GENERIC_COMMAND``, else ping."""
+def connector_check(connector: Any, timeout: float = 10.0) -> Check:
+    """The check through the server's execution connector: a host is bad when ``true``
+    cannot be run on it (``connector.run(host, ["true"])`` fails or times out), which
+    over ssh tests the node's OAR sshd; :data:`PING_FANOUT` hosts at a time."""
+
+    def check(hosts: Sequence[str]) -> set[str]:
+        def bad(host: str) -> bool:
+            try:
+                result = connector.run(host, ["true"], timeout=timeout)
+            except Exception as exc:  # a connector failure is the node's failure
+                log.info("finaud: %s: %s", host, exc)
+                return True
+            return getattr(result, "rc", None) != 0
+
+        with ThreadPoolExecutor(max_workers=PING_FANOUT) as pool:
+            return {host for host, failed in zip(hosts, pool.map(bad, hosts)) if failed}
+
+    return check
+
+
+def command_check(config: Mapping[str, Any], timeout: float = DEFAULT_CHECK_TIMEOUT,
+                  connector: Any = None) -> Check:
+    """The node check ``oar.conf`` asks for: ``PINGCHECKER_GENERIC_COMMAND``; else, with
+    the server's ``connector``, :func:`connector_check`; else ping."""
     command = config.get("PINGCHECKER_GENERIC_COMMAND")
     if command:
         return generic_command_check(command, timeout)
+    if connector is not None:
+        return connector_check(connector)
     return ping_check()
 
 
@@ -177,8 +203,10 @@ def candidates(db: peewee.Database) -> tuple[list[str], list[str]]:
     return idle, suspected
 
 
-def run(db: peewee.Database, config: Mapping[str, Any], now: int, check: Check | None = None) -> FinaudReport:
-    """One finaud round at ``now`` with ``check`` (default: :func:`command_check`).
+def run(db: peewee.Database, config: Mapping[str, Any], now: int, check: Any = None) -> FinaudReport:
+    """One finaud round at ``now`` with ``check``: a :data:`Check` callable, or the
+    server's execution connector (an object with ``run(host, argv, timeout=)``), which
+    gives ``command_check(config, connector=...)``; None gives ``command_check(config)``.
 
     Never raises for a failed check: the report's ``error`` says why nothing changed.
     """
@@ -189,7 +217,10 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int, check: Check |
     report.checked = sorted(set(idle) | set(suspected))
     if not report.checked:
         return report
-    check = check or command_check(config)
+    if check is None:
+        check = command_check(config)
+    elif not callable(check) and hasattr(check, "run"):
+        check = command_check(config, connector=check)
     try:
         bad = set(check(report.checked))
     except Exception as exc:  # CheckError, or any failure of a check given by the caller
@@ -234,4 +265,5 @@ def hostnames_of_event(event_id: int) -> list[str]:
 
 
 __all__ = ["run", "FinaudReport", "Check", "CheckError", "command_check", "generic_command_check",
+           "connector_check",
            "ping_check", "candidates", "hostnames_of_event", "PING_CHECKER_NODE_SUSPECTED"]

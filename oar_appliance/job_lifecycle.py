@@ -194,9 +194,8 @@ def jobctl(connector: Any, config: Mapping[str, Any], host: str, action: str, jo
 def oarexec_alive(connector: Any, config: Mapping[str, Any], host: str, job_id: int) -> bool:
     """Whether the job's oarexec runs on ``host``.
 
-    Probed with ``jobctl signal SIGCONT``: it needs a live oarexec (exit code 6 when there
-    is none) and a SIGCONT does nothing to a job that is not stopped."""
-    ok, code, _ = jobctl(connector, config, host, "signal", job_id, "SIGCONT", timeout=30.0)
+    Probed with ``jobctl status`` (exit code 6 when there is none), which changes nothing."""
+    ok, code, _ = jobctl(connector, config, host, "status", job_id, timeout=30.0)
     return ok
 
 

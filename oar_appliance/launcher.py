@@ -143,6 +143,8 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "epilogue": config.get("EPILOGUE_EXEC_FILE") or None,
             "prologue_timeout": int(config.get("PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60),
             "debug": bool(config.get("OAREXEC_DEBUG_MODE")),
+            # a killed job gets TERM, then KILL this long after (OAR's soft kill delay)
+            "kill_grace": int(config.get("JOBDEL_SOFTWALLTIME", 20) or 0),
         }
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
                                   noop="noop" in job_types, hosts=hosts))

@@ -230,14 +230,10 @@ class Server:
             # accounting windows are long: a few updates per window are enough
             "accounting": max(60, int(config.get("ACCOUNTING_WINDOW", 86400) or 86400) // 24),
         }
-        self._finaud_check = None
-        if frequencies["finaud"] > 0:
-            if str(config.get("OAR_CONNECTOR", "")).lower() == "local" and not config.get("PINGCHECKER_GENERIC_COMMAND"):
-                # every node of the local connector is this host, which runs: nothing to ping
-                # (the lab's node names need not resolve)
-                self._finaud_check = lambda hosts: set()
-            else:
-                self._finaud_check = finaud.command_check(config)
+        # without PINGCHECKER_GENERIC_COMMAND, nodes are checked through the connector (a
+        # command run there), so that the lab's node names need not answer ping
+        self._finaud_check = (finaud.command_check(config, connector=self.connector)
+                              if frequencies["finaud"] > 0 else None)
         self.scheduler = BackgroundScheduler(daemon=True)
         for name in PERIODIC_MODULES:
             if frequencies[name] <= 0:

@@ -139,3 +139,59 @@ def test_a_check_that_raises_changes_nothing(db):
     report = finaud.run(db, config(), T0, broken)
     assert report.error == "OSError: no route to the checker"
     assert not report.changed and set(_states(db).values()) == {"Alive"}
+
+
+class HostsConnector:
+    """Stands for the server's execution connector (oar_appliance.execution, another module):
+    runs the command for real on this host, except that the hosts in ``down`` fail it, as
+    an unreachable node's sshd would."""
+
+    def __init__(self, down=()):
+        self.down = set(down)
+        self.calls = []
+
+    def run(self, host, argv, stdin=None, timeout=30.0):
+        import subprocess
+        from types import SimpleNamespace
+
+        self.calls.append((host, list(argv)))
+        done = subprocess.run(["false"] if host in self.down else argv, capture_output=True, timeout=timeout)
+        return SimpleNamespace(rc=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+
+def test_the_servers_connector_checks_the_nodes_without_a_generic_command(db):
+    cluster = make_cluster(db, hosts=("node-1", "node-2", "node-3"))
+    connector = HostsConnector(down={"node-2"})
+    report = finaud.run(db, config(), T0, connector)
+    assert sorted(connector.calls) == [("node-1", ["true"]), ("node-2", ["true"]), ("node-3", ["true"])]
+    assert report.suspected_hosts == ["node-2"] and report.suspected_resources == cluster["node-2"]
+    connector.down.clear()
+    assert finaud.run(db, config(), T0 + 300, connector).revived_hosts == ["node-2"]
+
+
+def test_a_generic_command_wins_over_the_connector(db, checker):
+    make_cluster(db)
+    checker.set_bad("node-1")
+    connector = HostsConnector()
+    report = finaud.run(db, config(PINGCHECKER_GENERIC_COMMAND=checker.command), T0, connector)
+    assert connector.calls == [] and report.suspected_hosts == ["node-1"]
+
+
+def test_without_command_nor_connector_each_host_is_pinged(db, tmp_path, monkeypatch):
+    """A ``ping`` of the test's own, first on PATH (this machine may have none): the host
+    is its last argument; it fails for node-2."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pings"
+    ping = bin_dir / "ping"
+    ping.write_text(f'#!/bin/sh\necho "$@" >> {log}\nfor last; do :; done\n[ "$last" != node-2 ]\n')
+    ping.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    cluster = make_cluster(db)
+    report = finaud.run(db, config(), T0)
+    assert sorted(log.read_text().splitlines()) == ["-c 1 -W 3 node-1", "-c 1 -W 3 node-2"]
+    assert report.suspected_resources == cluster["node-2"]
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    report = finaud.run(db, config(), T0 + 300)
+    assert report.error and "no ping command" in report.error

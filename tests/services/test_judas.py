@@ -201,3 +201,14 @@ def test_a_silent_smtp_server_does_not_hold_the_caller(monkeypatch):
         assert time.monotonic() - started < 0.5
         delivery = future.result(timeout=30)
     assert not delivery.ok and "timed out" in delivery.error
+
+
+def test_a_job_row_with_the_schemas_names_is_accepted(script):
+    """The server passes rows of ``jobs`` (``job_name``, ``job_user``) as dicts or objects."""
+    from types import SimpleNamespace
+
+    path, out = script
+    row = SimpleNamespace(job_id=7, job_name="sim", job_user="root", notify=f"[INFO]exec:'{path}' {out}")
+    assert judas.notify_job(config(), row, "END", "ignored") is None
+    assert judas.notify_job(config(), row, "INFO", "walltime extended").result(timeout=30).ok
+    assert out.read_text().split("\n--\n")[0].splitlines() == ["7", "sim", "INFO", "walltime extended"]

@@ -68,8 +68,8 @@ class Lab:
             f'LOG_FILE="{self.log}"', "LOG_LEVEL=3", "OAR_CONNECTOR=local",
             f'OAR_RUNTIME_DIRECTORY="{self.runtime}"', "SERVER_TIMER_PERIOD=1",
             "JOBDEL_WALLTIME=10", "SARKO_FREQUENCY=1",
-            # the lab's hosts (node-1, node-2) do not answer pings: finaud would suspect them
-            "FINAUD_FREQUENCY=0", *self.extra]) + "\n")
+            # finaud checks the idle nodes through the local connector
+            "FINAUD_FREQUENCY=3", *self.extra]) + "\n")
 
     # ---------------------------------------------------------------- commands
 

@@ -4,6 +4,7 @@ besteffort jobs killed for a normal job, idempotent jobs resubmitted."""
 from __future__ import annotations
 
 import os
+import time
 
 from tests.server.conftest import process_state, wait_for
 
@@ -57,8 +58,6 @@ def test_hold_and_resume_a_waiting_job(running_lab):
     (lab.top / "go").write_text("")
     assert lab.wait_state(blocker, "Terminated") == "Terminated"
     # held: not scheduled although the resources are free
-    import time
-
     time.sleep(1.5)
     assert lab.state(waiting) == "Hold"
     assert lab.cmd("oarresume", str(waiting)).rc == 0
@@ -165,3 +164,23 @@ def test_a_kill_that_gets_no_end_exterminates_the_job(lab):
     wait_for(lambda: lab.sql('SELECT COUNT(*) FROM "resources" WHERE "state" = \'Suspected\'')[0][0] == 2,
              what="the job's node suspected")
     assert lab.sql('SELECT COUNT(*) FROM "resources" WHERE "state" = \'Alive\'')[0][0] == 2
+
+
+def test_checkpoint_and_user_signal_reach_the_job(running_lab):
+    lab = running_lab
+    got, go = lab.top / "got", lab.top / "go"
+    script = (f"trap 'echo USR2 >> {got}' USR2; trap 'echo USR1 >> {got}' USR1; "
+              f"while [ ! -e {go} ]; do sleep 0.1; done")
+    job_id = lab.oarsub(script)
+    lab.wait_state(job_id, "Running")
+    time.sleep(0.5)                      # the traps are set
+    assert lab.cmd("oardel", "-c", str(job_id)).rc == 0
+    wait_for(lambda: got.exists() and "USR2" in got.read_text(), what="the checkpoint signal")
+    wait_for(lambda: "CHECKPOINT_SUCCESS" in lab.events(job_id), what="CHECKPOINT_SUCCESS")
+    assert lab.cmd("oardel", "-s", "USR1", str(job_id)).rc == 0
+    wait_for(lambda: "USR1" in got.read_text(), what="the user signal")
+    go.write_text("")
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
+    checked = lab.sql('SELECT "to_check" FROM "event_logs" WHERE "job_id" = ? AND "type" IN '
+                      '(\'CHECKPOINT\', \'USER_SIGNAL\')', [job_id])
+    assert sorted(checked) == [("NO",), ("NO",)]

@@ -50,8 +50,8 @@ def run(args, ctx: Context) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.initialize()
     try:
+        server.initialize()
         server.serve()
     finally:
         server.shutdown()

@@ -167,16 +167,24 @@ class Server:
     # ------------------------------------------------------------------ life cycle
 
     def initialize(self, bind: bool = True) -> None:
-        """Recover from a previous run, open the socket, start the pool and the timers."""
+        """Open the socket (a second server stops there), recover from a previous run, start
+        the pool and the timers."""
         self.pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="oar-task")
-        self.recover()
+        # the port first: a second oar-server stops there, before touching any job
         if bind:
             import zmq
 
             self.context = zmq.Context()
             self.socket = self.context.socket(zmq.ROUTER)
             self.socket.setsockopt(zmq.LINGER, 0)
-            self.socket.bind(f"tcp://*:{int(self.config['SERVER_PORT'])}")
+            try:
+                self.socket.bind(f"tcp://*:{int(self.config['SERVER_PORT'])}")
+            except zmq.ZMQError as exc:
+                from ..errors import ConflictError
+
+                raise ConflictError(f"cannot listen on SERVER_PORT {self.config['SERVER_PORT']}: {exc} "
+                                    "(is another oar-server running?)") from None
+        self.recover()
         self._start_periodic()
         log.warning("oar-server started (port %s, pool of %s)", self.config["SERVER_PORT"], self.pool_size)
 

@@ -115,3 +115,16 @@ def test_server_stops_cleanly_on_sigterm(running_lab):
     lab = running_lab
     assert lab.stop_server(signal.SIGTERM) == 0
     assert "oar-server stopped" in lab.log.read_text()
+
+
+def test_a_second_server_is_refused(running_lab):
+    import subprocess
+    import sys
+
+    lab = running_lab
+    done = subprocess.run([sys.executable, "-m", "oar_appliance.cli.oar_server", "--conf", str(lab.conf)],
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 7
+    assert done.stderr.startswith(f"#ERROR: cannot listen on SERVER_PORT {lab.port}")
+    job_id = lab.oarsub("true")
+    assert lab.wait_state(job_id, "Terminated") == "Terminated"

@@ -61,6 +61,8 @@ class NodeAction:
     user: str
     args: tuple[str, ...] = ()
     event_id: int | None = None
+    #: kill of a suspended job: its processes are continued first, so that TERM reaches them
+    resume_first: bool = False
 
 
 @dataclass
@@ -121,8 +123,11 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> LeonReport:
     jobdel_walltime = int(config.get("JOBDEL_WALLTIME", 300) or 0)
     not_started, to_arm, to_exterminate, ended = [], [], [], []
     users: dict[int, str] = {}
+    suspended: set[int] = set()
     for job_id, frag_state, frag_date, state, info_type, user in rows:
         users[job_id] = user or ""
+        if state == "Suspended":
+            suspended.add(job_id)
         if state is None or state in lifecycle.ENDED_STATES:
             ended.append(job_id)
         elif frag_state == "LEON" and state in NOT_STARTED_STATES:
@@ -168,7 +173,8 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> LeonReport:
         heads = lifecycle.job_hosts(db, to_arm)
         for job_id in to_arm:
             for host in heads.get(job_id, [])[:1]:
-                report.actions.append(NodeAction(job_id, "kill", host, users[job_id]))
+                report.actions.append(NodeAction(job_id, "kill", host, users[job_id],
+                                                 resume_first=job_id in suspended))
     return report
 
 
@@ -257,6 +263,8 @@ def run_node_action(db: peewee.Database, config: Mapping[str, Any], connector: A
                     now_fn: Callable[[], int]) -> bool:
     """Carry out one node action and record its outcome; True when the node did it."""
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
+    if action.resume_first:
+        lifecycle.jobctl(connector, config, action.host, "resume", action.job_id, timeout=timeout)
     ok, _, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
                                   *action.args, timeout=timeout)
     now = now_fn()

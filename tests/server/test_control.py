@@ -184,3 +184,18 @@ def test_checkpoint_and_user_signal_reach_the_job(running_lab):
     checked = lab.sql('SELECT "to_check" FROM "event_logs" WHERE "job_id" = ? AND "type" IN '
                       '(\'CHECKPOINT\', \'USER_SIGNAL\')', [job_id])
     assert sorted(checked) == [("NO",), ("NO",)]
+
+
+def test_oardel_of_a_suspended_job(running_lab):
+    lab = running_lab
+    job_id = lab.oarsub(f"echo $$ > {lab.top}/pid; exec sleep 60")
+    lab.wait_state(job_id, "Running")
+    pid = _pid_of(lab, "pid")
+    assert lab.cmd("oarhold", "-r", str(job_id)).rc == 0
+    lab.wait_state(job_id, "Suspended")
+    started = time.monotonic()
+    assert lab.cmd("oardel", str(job_id)).rc == 0
+    assert lab.wait_state(job_id, "Error", "Terminated") == "Error"
+    # continued then TERM: no wait for the KILL of JOBDEL_SOFTWALLTIME (20 s)
+    assert time.monotonic() - started < 15
+    wait_for(lambda: process_state(pid) in (None, "Z"), what="the job's process gone")

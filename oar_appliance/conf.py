@@ -458,6 +458,14 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "USERS_ALLOWED_HOLD_RESUME": (_BOOL, False),
     "JOBDEL_SOFTWALLTIME": (_INT, 20),
     "JOBDEL_WALLTIME": (_INT, 300),
+    # oar-server: at most this many launches, ends and node actions at once
+    "LAUNCHER_POOL_SIZE": (_INT, 10),
+    # oar-server: a pass of the automaton (and a scheduling round) at least this often
+    "SERVER_TIMER_PERIOD": (_INT, 5),
+    # oar-server: how often sarko runs (walltimes, checkpoints, stuck kills), in seconds
+    "SARKO_FREQUENCY": (_INT, 30),
+    # oar-server: how long oarexec may take to say it is ready
+    "OAREXEC_START_TIMEOUT": (_INT, 30),
 })
 
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")

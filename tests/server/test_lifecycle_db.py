@@ -1,0 +1,90 @@
+"""The layer-4 pieces of the server called directly on the database (both backends):
+claims are taken once, end reports recorded once, final states from the database."""
+
+from __future__ import annotations
+
+import time
+
+from oar_appliance import job_lifecycle as lifecycle
+from oar_appliance import launcher, leon
+from oar_appliance.conf import load_config
+from oar_appliance.db import connection
+from oar_appliance.execution import LocalConnector
+from oar_appliance.sched import metasched
+
+
+def _setup(lab):
+    config = load_config(str(lab.conf))
+    db = connection.connect(lab.db_url)
+    return config, db
+
+
+def test_claimed_once_and_ended_once(lab):
+    job_id = lab.oarsub("-l", "/nodes=1", "true")
+    config, db = _setup(lab)
+    try:
+        now = int(time.time())
+        assert metasched.run_round(db, config, now).to_launch == [job_id]
+        orders = launcher.claim(db, config, now)
+        assert [o.job_id for o in orders] == [job_id]
+        assert launcher.claim(db, config, now) == []            # never twice
+        data = orders[0].data
+        assert data["hosts"] == [orders[0].head]
+        assert len(data["node_file_lines"]) == 2 and set(data["node_file_lines"]) == {orders[0].head}
+        assert sorted(data["cpuset"]) == [0, 1]
+        assert data["stdout_file"] == f"{lab.work}/OAR.{job_id}.stdout"
+        assert data["server"] == {"host": "127.0.0.1", "port": lab.port}
+        (challenge,) = db.execute_sql(
+            'SELECT "challenge" FROM "challenges" WHERE "job_id" = ' + connection.backend_for(db).placeholder,
+            [job_id]).fetchone()
+        wrong = lifecycle.EndReport(job_id, "wrong", 0, 0, "node-1")
+        assert lifecycle.record_end(db, wrong, now) == (False, "bad challenge")
+        assert lab.state(job_id) == "Launching"
+        report = lifecycle.EndReport(job_id, challenge, 0, 256, "node-1")
+        assert lifecycle.record_end(db, report, now + 1) == (True, None)
+        assert lab.state(job_id) == "Finishing"
+        # the end came before the launcher saw the start: Running is logged all the same
+        states = [s for s, _, _ in lab.state_logs(job_id)]
+        assert states == ["Waiting", "toLaunch", "Launching", "Running", "Finishing"]
+        assert lifecycle.record_end(db, report, now + 2) == (True, None)
+        assert [s for s, _, _ in lab.state_logs(job_id)] == states
+        assert lifecycle.complete_end(db, config, LocalConnector(), job_id, lambda: now + 3) == "Terminated"
+        assert lifecycle.complete_end(db, config, LocalConnector(), job_id, lambda: now + 4) is None
+        job = lab.job(job_id)
+        assert (job["state"], job["exit_code"], job["stop_time"]) == ("Terminated", 256, now + 3)
+    finally:
+        db.close()
+
+
+def test_oarexec_failure_codes_make_errors(lab):
+    job_id = lab.oarsub("true")
+    config, db = _setup(lab)
+    try:
+        now = int(time.time())
+        metasched.run_round(db, config, now)
+        launcher.claim(db, config, now)
+        (challenge,) = db.execute_sql(
+            'SELECT "challenge" FROM "challenges" WHERE "job_id" = ' + connection.backend_for(db).placeholder,
+            [job_id]).fetchone()
+        lifecycle.record_end(db, lifecycle.EndReport(job_id, challenge, 1, None, "node-1"), now)
+        assert lifecycle.final_state(db, job_id) == "Error"
+        assert "PROLOGUE_ERROR" in lab.events(job_id)
+    finally:
+        db.close()
+
+
+def test_leon_errors_jobs_that_never_started(lab):
+    waiting = lab.oarsub("true")
+    held = lab.oarsub("--hold", "true")
+    for job_id in (waiting, held):
+        assert lab.cmd("oardel", str(job_id)).rc == 0
+    config, db = _setup(lab)
+    try:
+        report = leon.run(db, config, int(time.time()))
+        assert sorted(report.errors) == sorted([waiting, held])
+        assert report.actions == []
+        assert [lab.state(j) for j in (waiting, held)] == ["Error", "Error"]
+        assert [lab.frag_state(j) for j in (waiting, held)] == ["FRAGGED", "FRAGGED"]
+        assert leon.run(db, config, int(time.time())).errors == []      # done once
+    finally:
+        db.close()

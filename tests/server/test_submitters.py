@@ -1,0 +1,98 @@
+"""The server's answers to a waiting oarsub (-r, -I), on SQLite and PostgreSQL.
+
+The waiting side of oarsub is not this module's: a listening socket of the test stands for
+it, its address stored in ``jobs.info_type`` as oarsub stores it, before the server starts.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.server.conftest import WAIT
+
+
+class Submitter:
+    """A listening TCP socket, as a waiting oarsub opens; ``line()`` is the server's answer."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(WAIT)
+
+    @property
+    def address(self) -> str:
+        return "127.0.0.1:%d" % self.sock.getsockname()[1]
+
+    def line(self) -> str:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode().strip()
+
+    def close(self):
+        self.sock.close()
+
+
+def _waiting_for(lab, job_id: int, submitter: Submitter) -> None:
+    lab.sql('UPDATE "jobs" SET "info_type" = ? WHERE "job_id" = ?', [submitter.address, job_id])
+
+
+def test_reservations_granted_and_rejected(lab):
+    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() + 3600))
+    granted = lab.oarsub("-r", start, "-l", "/nodes=2,walltime=1")
+    rejected = lab.oarsub("-r", start, "-l", "/nodes=1,walltime=1")
+    yes, no = Submitter(), Submitter()
+    try:
+        _waiting_for(lab, granted, yes)
+        _waiting_for(lab, rejected, no)
+        lab.start_server()
+        assert yes.line() == f"GRANTED {lab.job(granted)['start_time']}"
+        assert no.line().startswith("REJECTED ")
+    finally:
+        yes.close()
+        no.close()
+    assert lab.job(granted)["reservation"] == "Scheduled" and lab.state(granted) == "Waiting"
+    assert lab.state(rejected) == "Error"
+
+
+def test_interactive_job_started_then_ended_by_its_shell(lab):
+    job_id = lab.oarsub("-I", "-l", "/core=1")
+    waiting = Submitter()
+    try:
+        _waiting_for(lab, job_id, waiting)
+        lab.start_server()
+        answer = waiting.line()
+    finally:
+        waiting.close()
+    assert lab.state(job_id) == "Running"
+    assert answer in ("STARTED node-1", "STARTED node-2")
+    # the user's shell ends (oarsh_shell writes its status): the job ends with it
+    (lab.runtime / f"job_{job_id}.shell.status").write_text("0\n")
+    assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
+    assert lab.job(job_id)["exit_code"] == 0
+
+
+def test_interactive_job_deleted_while_waiting_is_told(lab):
+    blocker = lab.oarsub("-l", "/nodes=2", "sleep 60")
+    job_id = lab.oarsub("-I", "-l", "/core=1")
+    waiting = Submitter()
+    try:
+        _waiting_for(lab, job_id, waiting)
+        lab.start_server()
+        lab.wait_state(blocker, "Running")
+        assert lab.state(job_id) == "Waiting"
+        assert lab.cmd("oardel", str(job_id)).rc == 0
+        assert waiting.line().startswith("ERROR ")
+    finally:
+        waiting.close()
+    assert lab.wait_state(job_id, "Error") == "Error"
+    assert lab.cmd("oardel", str(blocker)).rc == 0
+    lab.wait_state(blocker, "Error")

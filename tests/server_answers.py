@@ -72,3 +72,47 @@ class Answerer(threading.Thread):
 def always(word: str, detail: str = "") -> Reply:
     """Answer every job the same."""
     return lambda job_id, info_type: (word, detail)
+
+
+class NotificationSink(threading.Thread):
+    """Takes the server's notifications (``notify.notify_server``) on a free loopback port,
+    so that commands see a server that listens; ``tags`` lists what arrived."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import zmq
+
+        self._zmq = zmq
+        self._context = zmq.Context()
+        # notify_server sends from a PUSH socket (a DEALER one would need a ROUTER here)
+        self._sock = self._context.socket(zmq.PULL)
+        self.port = self._sock.bind_to_random_port("tcp://127.0.0.1")
+        self.tags: list[str] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        poller = self._zmq.Poller()
+        poller.register(self._sock, self._zmq.POLLIN)
+        while not self._stop_event.is_set():
+            if poller.poll(50):
+                self.tags.append(self._sock.recv().decode())
+
+    def wait_tag(self, tag: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while tag not in self.tags:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server got no {tag} notification within {timeout} s ({self.tags})")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        self._sock.close(linger=0)
+        self._context.term()
+
+    def __enter__(self) -> "NotificationSink":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

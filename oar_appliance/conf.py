@@ -399,6 +399,7 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "LOG_LEVEL": (_INT, 2),
     "LOG_FILE": (_STR, "/var/log/oar.log"),
     "OAREXEC_DEBUG_MODE": (_BOOL, False),
+    "OAR_CONNECTOR": (_STR, "ssh"),
     "ALLOWED_NETWORKS": (_LIST, ("127.0.0.1/32", "0.0.0.0/0")),
     "ACCOUNTING_WINDOW": (_INT, 86400),
     "MAIL_SMTP_SERVER": (_OPT, None),
@@ -444,6 +445,12 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "USERS_ALLOWED_HOLD_RESUME": (_BOOL, False),
     "JOBDEL_SOFTWALLTIME": (_INT, 20),
     "JOBDEL_WALLTIME": (_INT, 300),
+    # oar-server: at most this many launches, ends and node actions at once
+    "LAUNCHER_POOL_SIZE": (_INT, 10),
+    # oar-server: a pass of the automaton (and a scheduling round) at least this often
+    "SERVER_TIMER_PERIOD": (_INT, 5),
+    # oar-server: how long oarexec may take to say it is ready
+    "OAREXEC_START_TIMEOUT": (_INT, 30),
 })
 
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")

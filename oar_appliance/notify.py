@@ -1,7 +1,8 @@
 """Wake-up notifications to oar-server (``SERVER_HOSTNAME``:``SERVER_PORT``).
 
 A notification is a hint, never the only carrier of a fact: the server decides from the
-database.  A tag is one UTF-8 frame (``Qsub``, ``Term``, ``ChState``...).  The send waits
+database.  A tag is one UTF-8 frame (``Qsub``, ``Term``, ``ChState``...) sent by a ``DEALER``
+to the server's ``ROUTER`` (docs/execution.md); no reply is expected.  The send waits
 at most ``timeout_ms`` for a connection to the server, so a command can say when the
 server is not running instead of hanging.
 """
@@ -18,7 +19,7 @@ def notify_server(host: str, port: int, tag: str, timeout_ms: int = 250) -> bool
     import zmq  # heavy: only the commands that notify pay for it
 
     context = zmq.Context.instance()
-    sock = context.socket(zmq.PUSH)
+    sock = context.socket(zmq.DEALER)
     try:
         # a running server accepts within a few ms even on a busy site; an absent one
         # costs the submitter this long once

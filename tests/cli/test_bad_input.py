@@ -137,7 +137,7 @@ def test_unreachable_server_for_a_tag(created, oar_conf):
 
 
 def test_tag_reaches_a_listening_server(created, oar_conf):
-    """A real zmq PULL socket on loopback stands for oar-server's notification port."""
+    """A real zmq ROUTER socket on loopback stands for oar-server's notification port."""
     import socket
 
     import zmq
@@ -147,13 +147,13 @@ def test_tag_reaches_a_listening_server(created, oar_conf):
         port = s.getsockname()[1]
     oar_conf.write_text(oar_conf.read_text() + f"SERVER_PORT={port}\n")
     ctx = zmq.Context.instance()
-    pull = ctx.socket(zmq.PULL)
+    pull = ctx.socket(zmq.ROUTER)
     pull.bind(f"tcp://127.0.0.1:{port}")
     try:
         result = created("oarnotify", "Qsub")
         assert result.rc == 0, result.err
         assert pull.poll(2000)
-        assert pull.recv_string() == "Qsub"
+        assert pull.recv_multipart()[1:] == [b"Qsub"]
     finally:
         pull.close(linger=0)
 

@@ -1,6 +1,6 @@
 """oardel, oarhold, oarresume, oarwalltime: requests recorded for the server, on SQLite and PostgreSQL.
 
-The caller is the one thing substituted (``caller_name``); a real zmq PULL socket on a
+The caller is the one thing substituted (``caller_name``); a real zmq ROUTER socket on a
 loopback port stands for the server's notification port.
 """
 
@@ -23,7 +23,7 @@ USAGE, EXPRESSION, NOT_FOUND, CONFLICT, PERMISSION, DISABLED = 2, 5, 6, 7, 8, 11
 # --------------------------------------------------------------------------- fixtures and helpers
 
 class Server:
-    """A PULL socket where the commands' notifications arrive."""
+    """A ROUTER socket (as oar-server's) where the commands' notifications arrive."""
 
     def __init__(self, pull):
         self.pull = pull
@@ -32,7 +32,7 @@ class Server:
         """Every tag received so far (waits up to 2 s for the first one)."""
         received = []
         while self.pull.poll(2000 if not received else 200):
-            received.append(self.pull.recv_string())
+            received.append(self.pull.recv_multipart()[-1].decode())
         return received
 
     def silent(self) -> bool:
@@ -47,7 +47,7 @@ def server(oar_conf):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     add_conf(oar_conf, f"SERVER_PORT={port}")
-    pull = zmq.Context.instance().socket(zmq.PULL)
+    pull = zmq.Context.instance().socket(zmq.ROUTER)
     pull.bind(f"tcp://127.0.0.1:{port}")
     try:
         yield Server(pull)

@@ -1,0 +1,418 @@
+"""``oar-server``: OAR's Almighty automaton in one process (layer 5).
+
+One thread runs the automaton; a bounded pool of threads runs what waits on nodes or
+scripts (launches, ends of jobs, kills, suspend/resume, answers to waiting submitters);
+APScheduler runs the periodic modules.  The database is the truth: every pass of the
+automaton (:meth:`Server.loop`) decides from it, so a lost hint costs at most one period
+of the timer (``SERVER_TIMER_PERIOD``), never a job.
+
+One ZeroMQ ``ROUTER`` socket on ``SERVER_PORT`` receives
+
+- hints (a ``DEALER`` sends one frame, a tag: ``Qsub``, ``Term``, ``ChState``...): they
+  only wake the automaton up;
+- oarexec's end reports (a ``REQ`` sends one JSON frame): recorded in the database
+  (:func:`oar_appliance.job_lifecycle.record_end`), then acknowledged.  The sender retries
+  until acknowledged; a repeated report changes nothing.
+
+A pass of the automaton: NodeChangeState (requests, resource states), Leon (kills), a
+metascheduler round when something changed or the timer says so (its reservation
+decisions are answered to the waiting ``oarsub``), launches of the ``toLaunch`` jobs, and
+the completion of the ``Finishing`` ones.
+
+Recovery (:meth:`Server.initialize`, docs/execution.md): ``Launching`` jobs whose oarexec
+is alive become ``Running``, the others ``Error`` (``LAUNCHING_OAREXEC_TIMEOUT``);
+``Resuming`` jobs are resumed again; ``toLaunch`` and ``Finishing`` jobs are handled by the
+first pass; ``Running`` jobs keep running and report their end when their oarexec retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Mapping
+
+import peewee
+
+from .. import job_lifecycle as lifecycle
+from .. import launcher, leon
+from ..sched import metasched
+
+log = logging.getLogger("oar.server")
+
+__all__ = ["Server", "PERIODIC_MODULES"]
+
+#: periodic modules: (name, module, function, frequency key or seconds).  They live on
+#: their own branch of the code: a module that is not installed is skipped with a log line
+#: (EXTENSION POINT: each is called as described in ``_periodic``).
+PERIODIC_MODULES = (
+    ("sarko", "oar_appliance.sarko", "run", 30),
+    ("finaud", "oar_appliance.finaud", "run", "FINAUD_FREQUENCY"),
+    ("accounting", "oar_appliance.accounting", "update", 3600),
+)
+
+
+class Server:
+    """The automaton; ``initialize()``, then ``serve()`` (or ``loop(now)`` by hand)."""
+
+    def __init__(self, config: Mapping[str, Any], db: peewee.Database, connector: Any = None,
+                 clock: Callable[[], float] = time.time, env: Mapping[str, str] | None = None):
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.env = dict(env or {})
+        self._connector = connector
+        self.pool_size = max(1, int(config.get("LAUNCHER_POOL_SIZE", 10) or 10))
+        self.timer_period = float(config.get("SERVER_TIMER_PERIOD", 5) or 5)
+        self.pool: ThreadPoolExecutor | None = None
+        self.busy: dict[tuple, Future] = {}
+        self.busy_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.need_round = True
+        self.last_round = 0.0
+        self.socket = None
+        self.context = None
+        self.scheduler = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.judas = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def connector(self) -> Any:
+        if self._connector is None:
+            from ..execution import connector_for
+
+            self._connector = connector_for(self.config)
+        return self._connector
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def wake(self) -> None:
+        """Make the automaton run a pass soon (from any thread)."""
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _submit(self, key: tuple, fn: Callable, *args) -> bool:
+        """Run ``fn(*args)`` in the pool unless a task of ``key`` is under way."""
+        with self.busy_lock:
+            if key in self.busy or self.pool is None:
+                return False
+            future = self.pool.submit(self._guarded, key, fn, *args)
+            self.busy[key] = future
+        return True
+
+    def _guarded(self, key: tuple, fn: Callable, *args) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("task %s failed", key)
+            return None
+        finally:
+            if not self.db.is_closed():
+                try:
+                    self.db.close()       # this thread's connection; the next task opens one
+                except Exception:
+                    pass
+            with self.busy_lock:
+                self.busy.pop(key, None)
+            self.need_round = True
+            self.wake()
+
+    def in_flight(self, kind: str) -> set[int]:
+        with self.busy_lock:
+            return {k[1] for k in self.busy if k[0] == kind}
+
+    def _answer(self, info_type: str | None, word: str, detail: str = "") -> None:
+        if not info_type:
+            return
+        from .. import submitter
+
+        self._submit(("answer", info_type, word), submitter.answer, info_type, word, detail)
+
+    def _notify_user(self, job_ids, tag: str, text: str) -> None:
+        """User notifications (``--notify``) through judas when it is installed."""
+        if self.judas is False or not job_ids:
+            return
+        if self.judas is None:
+            try:
+                from .. import judas  # EXTENSION POINT: judas.notify_job(config, job, tag, text)
+
+                self.judas = judas
+            except ImportError:
+                self.judas = False
+                log.info("judas is not installed: --notify is not carried out")
+                return
+        from ..db import bulk
+
+        where, params = bulk.ids_clause(self.db, "job_id", list(job_ids))
+        cursor = self.db.execute_sql(f'SELECT * FROM "jobs" WHERE {where} AND "notify" IS NOT NULL', params)
+        names = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            job = dict(zip(names, row))
+            self._submit(("notify", job["job_id"], tag), self.judas.notify_job, self.config, job, tag, text)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def initialize(self, bind: bool = True) -> None:
+        """Recover from a previous run, open the socket, start the pool and the timers."""
+        self.pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="oar-task")
+        self.recover()
+        if bind:
+            import zmq
+
+            self.context = zmq.Context()
+            self.socket = self.context.socket(zmq.ROUTER)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.bind(f"tcp://*:{int(self.config['SERVER_PORT'])}")
+        self._start_periodic()
+        log.warning("oar-server started (port %s, pool of %s)", self.config["SERVER_PORT"], self.pool_size)
+
+    def recover(self) -> None:
+        """Bring the jobs left in passing states by a stopped server to a consistent state."""
+        now = self.now()
+        rows = self.db.execute_sql(
+            'SELECT "job_id", "job_user" FROM "jobs" WHERE "state" = \'Launching\' ORDER BY "job_id"').fetchall()
+        if rows:
+            ids = [r[0] for r in rows]
+            orders = {o.job_id: o for o in launcher.build_job_data(self.db, self.config, ids)}
+            alive, dead = [], []
+            for job_id, user in rows:
+                order = orders.get(job_id)
+                if order is not None and order.noop:
+                    alive.append(job_id)
+                    continue
+                ok = bool(order is not None and order.head
+                          and lifecycle.oarexec_alive(self.connector, self.config, order.head, job_id))
+                (alive if ok else dead).append(job_id)
+            with self.db.atomic():
+                lifecycle.set_state(self.db, alive, "Running", now, from_states=("Launching",))
+                lifecycle.add_events(self.db, [
+                    (j, "LAUNCHING_OAREXEC_TIMEOUT", f"job {j} was being launched when the server stopped "
+                                                     "and its oarexec is not running") for j in dead], now)
+                lifecycle.set_state(self.db, dead, "Error", now, from_states=("Launching",),
+                                    values={"stop_time": now})
+            log.warning("recovery: %s Launching job(s) Running, %s Error", len(alive), len(dead))
+        for action in leon.resuming_actions(self.db):
+            self._submit(("node", action.job_id, action.action), leon.run_node_action,
+                         self.db, self.config, self.connector, action, self.now)
+
+    def _start_periodic(self) -> None:
+        import importlib
+
+        jobs = []
+        for name, module_name, function, frequency in PERIODIC_MODULES:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                log.info("periodic module %s is not installed: skipped", name)
+                continue
+            seconds = frequency if isinstance(frequency, int) else int(self.config.get(frequency, 300) or 300)
+            jobs.append((name, getattr(module, function), seconds))
+        if not jobs:
+            return
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = BackgroundScheduler(daemon=True)
+        for name, fn, seconds in jobs:
+            self.scheduler.add_job(self._periodic, "interval", seconds=seconds, args=(name, fn),
+                                   id=name, max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    def _periodic(self, name: str, fn: Callable) -> None:
+        """Run one periodic module with its own connection, then wake the automaton."""
+        try:
+            if name == "finaud":
+                fn(self.db, self.config, self.now(), self.connector)
+            else:
+                fn(self.db, self.config, self.now())
+        except Exception:
+            log.exception("periodic module %s failed", name)
+        finally:
+            try:
+                self.db.close()
+            except Exception:
+                pass
+            self.need_round = True
+            self.wake()
+
+    def shutdown(self) -> None:
+        """Stop taking messages, let the tasks under way end, release everything."""
+        self.stopping.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.socket is not None:
+            self.socket.close(0)
+            self.socket = None
+        if self.context is not None:
+            self.context.term()
+            self.context = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if not self.db.is_closed():
+            self.db.close()
+        log.warning("oar-server stopped")
+
+    # ------------------------------------------------------------------ messages
+
+    def handle_frames(self, frames: list[bytes]) -> list[bytes] | None:
+        """One message from the socket; the reply frames for a REQ, None for a hint."""
+        identity, rest = frames[0], frames[1:]
+        if len(rest) >= 2 and rest[0] == b"":
+            reply = self.handle_request(rest[1])
+            return None if reply is None else [identity, b"", json.dumps(reply).encode()]
+        tag = rest[0].decode(errors="replace") if rest else ""
+        log.debug("hint %s", tag)
+        self.need_round = True
+        return None
+
+    def handle_request(self, payload: bytes) -> dict[str, Any] | None:
+        """A fact sent by REQ (oarexec's end report); the answer once it is committed, or
+        None (no answer, the sender retries) when it could not be recorded now."""
+        try:
+            message = json.loads(payload.decode())
+            if not isinstance(message, dict) or message.get("kind") != "oarexec_end":
+                return {"ack": False, "error": "unknown message"}
+            report = lifecycle.EndReport.from_message(message)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return {"ack": False, "error": str(exc)}
+        try:
+            ack, error = lifecycle.record_end(self.db, report, self.now())
+        except peewee.DatabaseError as exc:
+            # no answer: the sender retries (an "ack": false would make it give up)
+            log.error("end report of job %s not recorded: %s", report.job_id, exc)
+            return None
+        self.need_round = True
+        return {"ack": True} if ack else {"ack": False, "error": error}
+
+    def _drain(self, timeout_ms: int) -> None:
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        events = dict(poller.poll(timeout_ms))
+        if self._wake_r in events:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            reply = self.handle_frames(frames)
+            if reply is not None:
+                self.socket.send_multipart(reply)
+
+    def serve(self) -> None:
+        """Run the automaton until :meth:`shutdown` is asked (``stopping`` set)."""
+        while not self.stopping.is_set():
+            try:
+                self.loop(self.now())
+            except peewee.DatabaseError as exc:
+                log.error("automaton pass failed (database): %s", exc)
+                time.sleep(0.5)
+            except Exception:
+                log.exception("automaton pass failed")
+                time.sleep(0.5)
+            if self.stopping.is_set():
+                break
+            wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_round)
+            self._drain(max(0, int(wait * 1000)))
+
+    # ------------------------------------------------------------------ the automaton
+
+    def loop(self, now: int) -> None:
+        """One pass of the automaton (see the module docstring)."""
+        db, config = self.db, self.config
+        changes = leon.node_change_state(db, config, now)
+        for action in changes.actions:
+            self._node_action(action)
+        killing = leon.run(db, config, now)
+        for action in killing.actions:
+            self._node_action(action)
+        for info_type, word, detail in killing.answers:
+            self._answer(info_type, word, detail)
+        if killing.errors:
+            self._notify_user(killing.errors, "ERROR", "job deleted")
+        if changes.changed or killing.changed:
+            self.need_round = True
+        due = time.monotonic() - self.last_round >= self.timer_period
+        if self.need_round or due:
+            self.need_round = False
+            self.last_round = time.monotonic()
+            self._round(now)
+        self._launch(now)
+        self._finish()
+
+    def _node_action(self, action: leon.NodeAction) -> None:
+        self._submit(("node", action.job_id, action.action), leon.run_node_action,
+                     self.db, self.config, self.connector, action, self.now)
+
+    def _round(self, now: int) -> None:
+        report = metasched.run_round(self.db, self.config, now)
+        if report.besteffort_kills:
+            # the kill requests of the round: Leon sends them at once
+            for action in leon.run(self.db, self.config, now).actions:
+                self._node_action(action)
+        decided = report.accepted_reservations + report.rejected_reservations
+        if decided:
+            from ..db import bulk
+
+            where, params = bulk.ids_clause(self.db, "job_id", decided)
+            rows = {r[0]: r[1:] for r in self.db.execute_sql(
+                f'SELECT "job_id", "info_type", "start_time" FROM "jobs" WHERE {where}', params).fetchall()}
+            for job_id in report.accepted_reservations:
+                info_type, start = rows.get(job_id, (None, 0))
+                self._answer(info_type, "GRANTED", str(start))
+            for job_id in report.rejected_reservations:
+                info_type, _ = rows.get(job_id, (None, 0))
+                self._answer(info_type, "REJECTED", report.messages.get(job_id, "not schedulable"))
+
+    def _launch(self, now: int) -> None:
+        running = self.in_flight("launch")
+        free = self.pool_size - len(running)
+        if free <= 0:
+            return
+        for order in launcher.claim(self.db, self.config, now, limit=free, exclude=running):
+            self._submit(("launch", order.job_id), self._launch_one, order)
+
+    def _launch_one(self, order: launcher.LaunchOrder) -> None:
+        from .. import submitter
+
+        state = launcher.launch(self.db, self.config, self.connector, order, self.now,
+                                answer=submitter.answer, env=self.env)
+        log.info("job %s: %s", order.job_id, state)
+        if state == "Running":
+            self._notify_user([order.job_id], "RUNNING", f"job {order.job_id} started on {order.head}")
+        elif state == "Error":
+            self._notify_user([order.job_id], "ERROR", f"job {order.job_id} could not be launched")
+
+    def _finish(self) -> None:
+        ending = self.in_flight("finish")
+        for job_id in lifecycle.finishing_jobs(self.db):
+            if job_id not in ending:
+                self._submit(("finish", job_id), self._finish_one, job_id)
+
+    def _finish_one(self, job_id: int) -> None:
+        state = lifecycle.complete_end(self.db, self.config, self.connector, job_id, self.now, env=self.env)
+        if state:
+            log.info("job %s: %s", job_id, state)
+            self._notify_user([job_id], "END" if state == "Terminated" else "ERROR",
+                              f"job {job_id} ended: {state}")

@@ -1,0 +1,219 @@
+"""The launcher (OAR's bipbip): ``toLaunch`` -> ``Launching`` -> ``Running`` (layer 4).
+
+Two steps, so that nothing is ever launched twice:
+
+1. :func:`claim` moves ``toLaunch`` jobs to ``Launching`` in a transaction of its own, which
+   is committed before anything is started, and builds each job's data (the JSON object
+   oarexec reads on stdin, docs/execution.md "oarexec") with one query per table for the
+   whole batch.  A job that another pass (or a restarted server) already claimed is not
+   returned: the state change is guarded by the job's current state.
+2. :func:`launch` (run by the server's pool of launch threads) runs the server prologue
+   (``SERVER_PROLOGUE_EXEC_FILE``), then ``connector.start_oarexec`` on the head node.
+   Success: ``Running`` with ``start_time``; failure: ``Error`` with an event
+   (``SERVER_PROLOGUE_*``, ``LAUNCHING_OAREXEC_TIMEOUT`` or ``EXIT_VALUE_OAREXEC``).
+   An interactive ``oarsub`` waiting for its job is told ``STARTED <head host>`` or
+   ``ERROR <reason>`` (:mod:`oar_appliance.submitter`).
+
+Job types: ``noop`` jobs start nothing (they are Running at once); ``deploy`` and
+``cosystem`` jobs run oarexec on ``DEPLOY_HOSTNAME`` / ``COSYSTEM_HOSTNAME``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import peewee
+
+from . import job_lifecycle as lifecycle
+from .db import bulk, resource_table
+from .db.connection import backend_for
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LaunchOrder", "claim", "launch", "build_job_data", "expand_output_path"]
+
+#: columns of ``resources`` not written to OAR_RESOURCE_PROPERTIES_FILE (OAR's own state)
+HIDDEN_RESOURCE_COLUMNS = frozenset({
+    "state", "next_state", "finaud_decision", "next_finaud_decision", "state_num",
+    "suspended_jobs", "scheduler_priority", "expiry_date", "desktop_computing",
+    "last_job_date", "available_upto", "last_available_upto", "drain", "cm_availability",
+})
+
+
+@dataclass
+class LaunchOrder:
+    """One claimed job: what :func:`launch` needs."""
+
+    job_id: int
+    head: str
+    data: dict[str, Any]
+    info_type: str | None = None
+    interactive: bool = False
+    noop: bool = False
+    hosts: list[str] = field(default_factory=list)
+
+
+def expand_output_path(template: str | None, job_id: int, name: str | None, directory: str,
+                       default: str) -> str:
+    """``-O``/``-E`` with ``%jobid%`` and ``%jobname%`` replaced, made absolute."""
+    text = template if template else default
+    text = text.replace("%jobid%", str(job_id)).replace("%jobname%", name or "")
+    return text if os.path.isabs(text) else os.path.join(directory or "/", text)
+
+
+def _fetch(db: peewee.Database, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    cursor = db.execute_sql(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequence[int]) -> list[LaunchOrder]:
+    """The launch orders of ``job_ids`` (one query per table for the whole batch)."""
+    if not job_ids:
+        return []
+    where, params = bulk.ids_clause(db, "job_id", job_ids)
+    jwhere = where.replace('"job_id"', 'j."job_id"')
+    jobs = _fetch(db, 'SELECT j.*, m."moldable_walltime" FROM "jobs" j LEFT JOIN "moldable_job_descriptions" m '
+                      f'ON m."moldable_id" = j."assigned_moldable_job" WHERE {jwhere}', params)
+    challenges = {r["job_id"]: r["challenge"] for r in _fetch(
+        db, f'SELECT "job_id", "challenge" FROM "challenges" WHERE {where}', params)}
+    types: dict[int, list[str]] = {}
+    for r in _fetch(db, f'SELECT "job_id", "type" FROM "job_types" WHERE {where} '
+                        'AND "type_index" = \'CURRENT\' ORDER BY "job_type_id"', params):
+        types.setdefault(r["job_id"], []).append(r["type"])
+    columns = resource_table.columns(db)
+    resources: dict[int, list[dict[str, Any]]] = {}
+    for r in _fetch(db, 'SELECT j."job_id" AS "oar_job_id", r.* FROM "jobs" j '
+                        'JOIN "assigned_resources" a ON a."moldable_job_id" = j."assigned_moldable_job" '
+                        'JOIN "resources" r ON r."resource_id" = a."resource_id" '
+                        f'WHERE {jwhere} ORDER BY r."resource_id"', params):
+        resources.setdefault(r.pop("oar_job_id"), []).append(r)
+
+    node_field = config.get("NODE_FILE_DB_FIELD", "network_address")
+    distinct_field = config.get("NODE_FILE_DB_FIELD_DISTINCT_VALUES", "resource_id")
+    cpuset_field = config.get("JOB_RESOURCE_MANAGER_PROPERTY_DB_FIELD", "cpuset")
+    shown = [c for c in columns if c not in HIDDEN_RESOURCE_COLUMNS]
+    orders = []
+    for job in jobs:
+        job_id = job["job_id"]
+        rows = resources.get(job_id, [])
+        job_types = types.get(job_id, [])
+        hosts = sorted({r["network_address"] for r in rows})
+        head = hosts[0] if hosts else ""
+        if any(t == "deploy" or t.startswith("deploy=") for t in job_types):
+            head = config.get("DEPLOY_HOSTNAME") or head
+        elif any(t == "cosystem" or t.startswith("cosystem=") for t in job_types):
+            head = config.get("COSYSTEM_HOSTNAME") or head
+        # one node file line per distinct value of the DISTINCT field (a core), naming the
+        # node by NODE_FILE_DB_FIELD
+        seen: dict[Any, str] = {}
+        for r in rows:
+            key = r.get(distinct_field, r["resource_id"])
+            if key not in seen:
+                seen[key] = str(r.get(node_field) if r.get(node_field) is not None else r["network_address"])
+        node_file_lines = sorted(seen.values())
+        cpuset = sorted({int(r[cpuset_field]) for r in rows
+                         if r["network_address"] == head and r.get(cpuset_field) not in (None, "")
+                         and str(r.get(cpuset_field)).lstrip("-").isdigit()})
+        properties = [" , ".join(f"{c} = '{'' if r.get(c) is None else r.get(c)}'" for c in shown)
+                      for r in rows]
+        directory = job["launching_directory"] or "/"
+        interactive = job["job_type"] == "INTERACTIVE"
+        data = {
+            "job_id": job_id, "user": job["job_user"], "name": job["job_name"] or "",
+            "project": job["project"] or "", "queue": job["queue_name"], "types": job_types,
+            "command": "" if interactive else (job["command"] or ""),
+            "interactive": interactive, "launching_directory": directory,
+            "stdout_file": expand_output_path(job["stdout_file"], job_id, job["job_name"], directory,
+                                              "OAR.%jobid%.stdout"),
+            "stderr_file": expand_output_path(job["stderr_file"], job_id, job["job_name"], directory,
+                                              "OAR.%jobid%.stderr"),
+            "walltime": int(job["moldable_walltime"] or 0), "hosts": hosts,
+            "node_file_lines": node_file_lines, "resource_properties": properties,
+            "cpuset": cpuset, "array_id": job["array_id"], "array_index": job["array_index"],
+            "checkpoint_signal": lifecycle.signal_name(job["checkpoint_signal"]),
+            "checkpoint": job["checkpoint"] or 0,
+            "challenge": challenges.get(job_id, ""),
+            "server": {"host": config["SERVER_HOSTNAME"], "port": int(config["SERVER_PORT"])},
+            "runtime_dir": str(config["OAR_RUNTIME_DIRECTORY"]),
+            "prologue": config.get("PROLOGUE_EXEC_FILE") or None,
+            "epilogue": config.get("EPILOGUE_EXEC_FILE") or None,
+            "prologue_timeout": int(config.get("PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60),
+        }
+        orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
+                                  noop="noop" in job_types, hosts=hosts))
+    orders.sort(key=lambda o: o.job_id)
+    return orders
+
+
+def claim(db: peewee.Database, config: Mapping[str, Any], now: int, limit: int | None = None,
+          exclude: Sequence[int] = ()) -> list[LaunchOrder]:
+    """Move up to ``limit`` toLaunch jobs to Launching (committed before returning) and
+    build their launch orders."""
+    sql = 'SELECT "job_id" FROM "jobs" WHERE "state" = \'toLaunch\' ORDER BY "job_id"'
+    candidates = [r[0] for r in db.execute_sql(sql).fetchall() if r[0] not in set(exclude)]
+    if limit is not None:
+        candidates = candidates[:max(0, limit)]
+    if not candidates:
+        return []
+    with db.atomic():
+        claimed = lifecycle.set_state(db, candidates, "Launching", now, from_states=("toLaunch",))
+    return build_job_data(db, config, claimed)
+
+
+def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order: LaunchOrder,
+           now_fn: Callable[[], int], answer: Callable[..., Any] | None = None,
+           env: Mapping[str, str] | None = None) -> str:
+    """Start one claimed job; returns its new state (``Running`` or ``Error``) or the
+    state it was found in when another actor moved it meanwhile."""
+    job_id = order.job_id
+    timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
+    failure: tuple[str, str] | None = None
+    script = config.get("SERVER_PROLOGUE_EXEC_FILE")
+    problem = lifecycle.run_server_script(script, job_id, timeout, env or {})
+    if problem:
+        failure = (f"SERVER_PROLOGUE_{problem}", f"server prologue {script} of job {job_id}: {problem}")
+    elif not order.noop:
+        if not order.head:
+            failure = ("BIPBIP_BAD_JOBID", f"job {job_id} has no assigned resources")
+        else:
+            try:
+                connector.start_oarexec(order.head, order.data,
+                                        float(config.get("OAREXEC_START_TIMEOUT", 30) or 30))
+            except Exception as exc:       # LaunchError, or the connector failing: the job fails
+                failure = (_launch_event(exc),
+                           f"cannot start oarexec of job {job_id} on {order.head}: {str(exc) or type(exc).__name__}")
+    now = now_fn()
+    if failure is None:
+        moved = lifecycle.set_state(db, [job_id], "Running", now, from_states=("Launching",),
+                                    values={"start_time": now})
+        if moved and order.interactive and answer is not None:
+            answer(order.info_type, "STARTED", order.head)
+        return "Running" if moved else _state_of(db, job_id)
+    log.warning("%s", failure[1])
+    with db.atomic():
+        lifecycle.add_events(db, [(job_id, failure[0], failure[1])], now,
+                             hosts={0: [order.head]} if order.head else None)
+        moved = lifecycle.set_state(db, [job_id], "Error", now, from_states=("Launching",),
+                                    values={"stop_time": now, "message": failure[1][:255]})
+    if moved and answer is not None and order.info_type:
+        answer(order.info_type, "ERROR", failure[1])
+    return "Error" if moved else _state_of(db, job_id)
+
+
+def _launch_event(exc: Exception) -> str:
+    """The event type of a failed start: oarexec's own code when it gave one."""
+    if getattr(exc, "timed_out", False):
+        return "LAUNCHING_OAREXEC_TIMEOUT"
+    code = getattr(exc, "oarexec_code", None)
+    kind, failure = lifecycle.OAREXEC_EVENTS.get(code, (None, True)) if code is not None else (None, True)
+    return kind if kind and failure else "EXIT_VALUE_OAREXEC"
+
+
+def _state_of(db: peewee.Database, job_id: int) -> str:
+    row = db.execute_sql(f'SELECT "state" FROM "jobs" WHERE "job_id" = {backend_for(db).placeholder}',
+                         [job_id]).fetchone()
+    return row[0] if row else "unknown"

@@ -65,7 +65,7 @@ def shell_command(config: Mapping[str, Any], shell: JobShell, interactive: bool)
 
     ``interactive``: the shell of the ``oarsub -I`` job itself, whose end ends the job.
     """
-    connector = str(config.get("OAR_CONNECTOR", "local") or "local")
+    connector = str(config["OAR_CONNECTOR"]).strip().lower()
     if connector not in SHELL_CONNECTORS:
         raise ConfigError(f"OAR_CONNECTOR={connector}: shells inside jobs are only available with "
                           f"OAR_CONNECTOR={' or '.join(SHELL_CONNECTORS)} in this version")

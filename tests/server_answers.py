@@ -84,8 +84,8 @@ class NotificationSink(threading.Thread):
 
         self._zmq = zmq
         self._context = zmq.Context()
-        # notify_server sends from a PUSH socket (a DEALER one would need a ROUTER here)
-        self._sock = self._context.socket(zmq.PULL)
+        # notify_server sends from a DEALER, as to the server's ROUTER
+        self._sock = self._context.socket(zmq.ROUTER)
         self.port = self._sock.bind_to_random_port("tcp://127.0.0.1")
         self.tags: list[str] = []
         self._stop_event = threading.Event()
@@ -95,7 +95,7 @@ class NotificationSink(threading.Thread):
         poller.register(self._sock, self._zmq.POLLIN)
         while not self._stop_event.is_set():
             if poller.poll(50):
-                self.tags.append(self._sock.recv().decode())
+                self.tags.append(self._sock.recv_multipart()[-1].decode())
 
     def wait_tag(self, tag: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

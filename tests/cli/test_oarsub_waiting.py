@@ -38,7 +38,7 @@ def lab(cluster, oar_conf, sink, tmp_path):
     runtime = tmp_path / "run"
     runtime.mkdir()
     oar_conf.write_text(oar_conf.read_text() + f"SERVER_PORT={sink.port}\n"
-                        f'OAR_RUNTIME_DIRECTORY="{runtime}"\n')
+                        f'OAR_RUNTIME_DIRECTORY="{runtime}"\nOAR_CONNECTOR=local\n')
     return cluster
 
 

@@ -331,3 +331,58 @@ def test_init_refuses_while_the_server_runs(made, lab_cmd, stand_in):
     rc, _, err = lab_cmd("init", "--dir", str(made), "--force")
     assert rc == CONFLICT and "oar-lab stop first" in err
     assert lab_cmd("stop", "--dir", str(made))[0] == 0
+
+
+# ----------------------------------------------------------------------------- the real thing
+
+def run_command(argv, cwd, env, stdin_text=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=env, input=stdin_text,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_lab_runs_jobs_through_the_real_server(tmp_path):
+    """init, start, a batch job to its end, an interactive job, a reservation, status, stop:
+    every piece a process of its own, as a user types them."""
+    lab = tmp_path / "lab"
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, OARCONFFILE=str(lab / "oar.conf"), SHELL="/bin/sh")
+
+    def oar(module, *argv, stdin_text=None):
+        return run_command([f"oar_appliance.cli.{module}", *argv], str(work), env, stdin_text)
+
+    assert oar("oar_lab", "init", "--dir", str(lab)).returncode == 0
+    started = oar("oar_lab", "start", "--dir", str(lab))
+    assert started.returncode == 0, started.stderr
+    pid = pid_of(lab)
+    try:
+        submitted = oar("oarsub", "-l", "core=1", "hostname; echo hi")
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = int(submitted.stdout.split("OAR_JOB_ID=")[1].split()[0])
+        deadline = time.monotonic() + 60
+        while oar("oarstat", "-s", "-j", str(job_id)).stdout.strip() != f"{job_id}: Terminated":
+            assert time.monotonic() < deadline, oar("oarstat", "-f", "-j", str(job_id)).stdout
+            time.sleep(0.5)
+        assert (work / f"OAR.{job_id}.stdout").read_text() == f"{socket.gethostname()}\nhi\n"
+        shell = oar("oarsub", "-I", "-l", "core=1", stdin_text="echo inside=$OAR_JOB_ID; exit 5\n")
+        assert shell.returncode == 5, shell.stderr
+        interactive_id = job_id + 1
+        assert shell.stdout.splitlines()[1:] == [
+            "Interactive mode: waiting...", f"Connect to OAR job {interactive_id} via the node {socket.gethostname()}",
+            f"inside={interactive_id}"]
+        reservation = oar("oarsub", "-r", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() + 7200)),
+                          "-l", "core=1")
+        assert reservation.returncode == 0 and "Advance reservation is GRANTED." in reservation.stdout
+        deadline = time.monotonic() + 60
+        while "Terminated 2" not in oar("oar_lab", "status", "--dir", str(lab)).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        status = oar("oar_lab", "status", "--dir", str(lab)).stdout.splitlines()
+        assert status[1] == f"oar-server: running (pid {pid}, port {load_config(str(lab / 'oar.conf'), environ={})['SERVER_PORT']})"
+        assert status[3] == "jobs: Terminated 2, Waiting 1"
+        stopped = oar("oar_lab", "stop", "--dir", str(lab))
+        assert stopped.returncode == 0 and stopped.stdout == f"oar-server stopped (pid {pid})\n", stopped.stderr
+        assert not oar_lab._alive(pid)
+    finally:
+        if oar_lab._is_lab_server(pid, oar_lab.lab_mod.LabPaths(str(lab))):
+            os.kill(pid, signal.SIGKILL)

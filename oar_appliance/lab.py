@@ -68,13 +68,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _quoted(path: str) -> str:
     """``path`` in single quotes for oar.conf (which must stay valid bash)."""
     if "'" in path or "\n" in path:
-        raise UsageError(f"the lab directory {path!r} must not contain a quote or a newline")
+        raise UsageError(f"{path!r}: a path of the lab must not contain a quote or a newline")
     return f"'{path}'"
 
 
 def conf_text(paths: LabPaths, port: int, host: str, user: str) -> str:
     """The oar.conf of a lab: SQLite, server on loopback, local connector, files in the lab."""
     root = paths.root
+    if "'" in root or "\n" in root:
+        raise UsageError(f"the lab directory {root!r} must not contain a quote or a newline")
     return "\n".join([
         f"# OAR lab of {user} on {host}, made by oar-lab init (oar-lab start | stop | status).",
         "# Every key and its default: the OAR documentation and oar_appliance/conf.py.",

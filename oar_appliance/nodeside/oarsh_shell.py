@@ -13,6 +13,10 @@ The file is written once (a temporary file renamed into place), also when the sh
 killed by a signal (status 128 + signal number) or could not be started (status 7, as
 oarexec's "user shell" error).
 
+The shell lives as long as the job: when oarexec (``DIR/oarexec_<JOB_ID>.pid``) ends —
+the job was deleted or reached its walltime — the shell gets SIGHUP, then SIGKILL
+:data:`HANGUP_GRACE` seconds later, and no status is written (there is nobody to read it).
+
 Errors are one ``#ERROR:`` line and the exit code of their class
 (:mod:`oar_appliance.errors`): 2 usage, 6 no environment for the job here.
 """
@@ -30,6 +34,10 @@ from ..errors import NotFoundError, OarError, UsageError
 #: status written when the shell cannot be started (oarexec's "user shell" code)
 SHELL_START_FAILED = 7
 DEFAULT_SHELL = "/bin/bash"
+#: seconds between SIGHUP and SIGKILL when the job ends under its shell
+HANGUP_GRACE = 5.0
+#: how often the job's oarexec is looked at
+WATCH_PERIOD = 0.5
 
 
 def env_path(runtime_dir: str, job_id: int) -> str:
@@ -38,6 +46,25 @@ def env_path(runtime_dir: str, job_id: int) -> str:
 
 def status_path(runtime_dir: str, job_id: int) -> str:
     return os.path.join(runtime_dir, f"job_{job_id}.shell.status")
+
+
+def oarexec_pid(runtime_dir: str, job_id: int) -> int | None:
+    """The pid in ``oarexec_<jobid>.pid``, or None."""
+    try:
+        with open(os.path.join(runtime_dir, f"oarexec_{job_id}.pid")) as f:
+            words = f.read().split()
+        return int(words[0]) if words else None
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def read_job_env(runtime_dir: str, job_id: int) -> dict[str, str]:
@@ -75,17 +102,20 @@ def shell_environment(base: dict[str, str], job_env: dict[str, str]) -> dict[str
     return environment
 
 
-def run_shell(shell: str, environment: dict[str, str], cwd: str | None) -> int:
-    """Run ``shell`` as a child and return its exit status (128 + N when killed by signal N).
+def run_shell(shell: str, environment: dict[str, str], cwd: str | None,
+              job_alive=None) -> tuple[int, bool]:
+    """Run ``shell`` as a child; ``(exit status, whether the job ended under it)``.
 
-    While it runs, this process ignores the terminal's SIGINT/SIGQUIT (they are the shell's)
-    and passes SIGTERM and SIGHUP on to it.
+    The status is 128 + N when the shell was killed by signal N.  While it runs, this
+    process ignores the terminal's SIGINT/SIGQUIT (they are the shell's) and passes
+    SIGTERM and SIGHUP on to it.  ``job_alive()`` (when given) is asked every
+    :data:`WATCH_PERIOD` seconds; once it says False the shell is hung up.
     """
     try:
         child = subprocess.Popen([shell], env=environment, cwd=cwd)
     except OSError as exc:
         print(f"#ERROR: cannot start the shell {shell}: {exc.strerror}", file=sys.stderr)
-        return SHELL_START_FAILED
+        return SHELL_START_FAILED, False
 
     def forward(signum, _frame):
         try:
@@ -96,12 +126,27 @@ def run_shell(shell: str, environment: dict[str, str], cwd: str | None) -> int:
     previous = {sig: signal.signal(sig, handler) for sig, handler in (
         (signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
         (signal.SIGTERM, forward), (signal.SIGHUP, forward))}
+    job_ended = False
     try:
-        returncode = child.wait()
+        while True:
+            try:
+                returncode = child.wait(timeout=WATCH_PERIOD if job_alive else None)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if not job_ended and not job_alive():
+                job_ended = True
+                print("\n#WARNING: the job has ended: closing its shell", file=sys.stderr, flush=True)
+                child.send_signal(signal.SIGHUP)
+                try:
+                    returncode = child.wait(timeout=HANGUP_GRACE)
+                    break
+                except subprocess.TimeoutExpired:
+                    child.kill()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - returncode if returncode < 0 else returncode
+    return (128 - returncode if returncode < 0 else returncode), job_ended
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +182,10 @@ def main(argv=None, environ: dict[str, str] | None = None) -> int:
             print(f"#WARNING: the job's directory {cwd} does not exist here: starting in the current one",
                   file=sys.stderr)
             cwd = None
-        status = run_shell(shell, shell_environment(environ, job_env), cwd)
-        if args.interactive:
+        watched = oarexec_pid(args.runtime_dir, args.job_id)
+        job_alive = (lambda: process_alive(watched)) if watched and process_alive(watched) else None
+        status, job_ended = run_shell(shell, shell_environment(environ, job_env), cwd, job_alive)
+        if args.interactive and not job_ended:
             write_status(args.runtime_dir, args.job_id, status)
         return status
     except SystemExit as exc:  # --help

@@ -99,3 +99,47 @@ def test_missing_workdir_starts_in_the_current_directory(runtime, tmp_path):
 def test_bad_usage(runtime):
     rc, _, err = shell(runtime, job_id="abc")
     assert rc == USAGE and err.startswith("#ERROR:")
+
+
+def test_shell_is_hung_up_when_the_job_ends(runtime, tmp_path):
+    """oarexec (here a sleep standing for it) ends under the shell: the shell is closed."""
+    write_env(runtime, tmp_path)
+    oarexec = subprocess.Popen(["sleep", "60"])
+    shell_process = None
+    try:
+        (runtime / f"oarexec_{JOB}.pid").write_text(f"{oarexec.pid}\n")
+        shell_process = subprocess.Popen(
+            [sys.executable, "-m", "oar_appliance.nodeside.oarsh_shell", "--runtime-dir", str(runtime),
+             "--interactive", str(JOB)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, SHELL="/bin/sh"))
+        shell_process.stdin.write("echo started\n")
+        shell_process.stdin.flush()  # stdin stays open: the shell waits for more
+        assert shell_process.stdout.readline() == "started\n"
+        oarexec.kill()
+        oarexec.wait()
+        shell_process.wait(timeout=30)  # stdin still open: only the hang-up ends the shell
+        err = shell_process.stderr.read()
+        shell_process.stdin.close()
+    finally:
+        oarexec.kill()
+        oarexec.wait()
+        if shell_process is not None and shell_process.poll() is None:
+            shell_process.kill()
+            shell_process.wait()
+    assert shell_process.returncode == 128 + 1  # SIGHUP
+    assert "#WARNING: the job has ended: closing its shell" in err
+    assert not status_file(runtime).exists()  # nobody waits for it any more
+
+
+def test_shell_lives_while_the_job_runs(runtime, tmp_path):
+    write_env(runtime, tmp_path)
+    oarexec = subprocess.Popen(["sleep", "60"])
+    try:
+        (runtime / f"oarexec_{JOB}.pid").write_text(f"{oarexec.pid}\n")
+        rc, out, _ = shell(runtime, "--interactive", script="sleep 1.2; echo still; exit 4\n")
+    finally:
+        oarexec.kill()
+        oarexec.wait()
+    assert (rc, out) == (4, "still\n")
+    assert status_file(runtime).read_text() == "4\n"

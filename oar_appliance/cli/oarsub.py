@@ -204,39 +204,55 @@ def run(args, ctx: Context) -> int:
     waits = job.reservation is not None or job.job_type == "INTERACTIVE"
     # listening before the job is written: the server may answer as soon as it sees the job
     listener = waiting.SubmitterSocket(host, port) if waits else None
+    # SIGTERM and SIGHUP interrupt a waiting oarsub as Ctrl-C does (its job is then deleted)
+    previous = _catch_termination() if waits else {}
     try:
         submitted = submission.submit(db, job, ctx.config, ctx.now,
                                       info_type=listener.address if listener else None)
-        for message in job.messages:
-            ctx.out(f"#INFO: {message}")
-        if job.export_job_key_file and submitted.private_key:
-            _export_key(job.export_job_key_file, submitted.job_ids[0], submitted.private_key)
-        delivered = notify_server(host, port, "Qsub")
-        if args.output:
-            ctx.emit({"job_id": submitted.job_ids[0], "job_ids": submitted.job_ids,
-                      "array_id": submitted.array_id}, args.output)
-        else:
-            for job_id in submitted.job_ids:
-                ctx.out(f"OAR_JOB_ID={job_id}")
-            if job.array > 1:
-                ctx.out(f"OAR_ARRAY_ID={submitted.array_id}")
-        job_id = submitted.job_ids[0]
-        if not delivered:
-            if job.job_type == "INTERACTIVE":
-                # nobody would start it while its user waits: do not leave it behind
-                _delete_job(ctx, job_id)
-                raise ServerUnreachableError(f"the OAR server at {host}:{port} is not running: "
-                                             f"interactive job {job_id} is deleted")
-            what = "reservation" if listener is not None else "job"
-            ctx.warn(f"the OAR server at {host}:{port} is not running: the {what} is registered "
-                     "and will be scheduled when it runs" + (" (follow it with oarstat)" if listener else ""))
-            return 0
-        if listener is None:
-            return 0
-        return wait_for_server(ctx, listener, job_id, job.job_type == "INTERACTIVE")
+        try:
+            return _announce_and_wait(args, ctx, job, submitted, listener)
+        except KeyboardInterrupt:
+            if listener is None:
+                raise
+            _delete_waiting_job(ctx, submitted.job_ids[0])
+            return INTERRUPTED_EXIT
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if listener is not None:
             listener.close()
+
+
+def _announce_and_wait(args, ctx: Context, job, submitted, listener) -> int:
+    """Print the job ids, notify the server and, for -I / -r, wait for its answer."""
+    host, port = ctx.config["SERVER_HOSTNAME"], ctx.config["SERVER_PORT"]
+    for message in job.messages:
+        ctx.out(f"#INFO: {message}")
+    if job.export_job_key_file and submitted.private_key:
+        _export_key(job.export_job_key_file, submitted.job_ids[0], submitted.private_key)
+    delivered = notify_server(host, port, "Qsub")
+    if args.output:
+        ctx.emit({"job_id": submitted.job_ids[0], "job_ids": submitted.job_ids,
+                  "array_id": submitted.array_id}, args.output)
+    else:
+        for job_id in submitted.job_ids:
+            ctx.out(f"OAR_JOB_ID={job_id}")
+        if job.array > 1:
+            ctx.out(f"OAR_ARRAY_ID={submitted.array_id}")
+    job_id = submitted.job_ids[0]
+    if not delivered:
+        if job.job_type == "INTERACTIVE":
+            # nobody would start it while its user waits: do not leave it behind
+            _delete_job(ctx, job_id)
+            raise ServerUnreachableError(f"the OAR server at {host}:{port} is not running: "
+                                         f"interactive job {job_id} is deleted")
+        what = "reservation" if listener is not None else "job"
+        ctx.warn(f"the OAR server at {host}:{port} is not running: the {what} is registered "
+                 "and will be scheduled when it runs" + (" (follow it with oarstat)" if listener else ""))
+        return 0
+    if listener is None:
+        return 0
+    return wait_for_server(ctx, listener, job_id, job.job_type == "INTERACTIVE")
 
 
 # ----------------------------------------------------------------------------- waiting
@@ -249,6 +265,13 @@ def _interrupt(signum, _frame):
     raise _Terminated()
 
 
+def _catch_termination() -> dict:
+    """Make SIGTERM and SIGHUP raise :class:`_Terminated`; the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # handlers can only be set there (oarsub run inside a thread: Ctrl-C only)
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
 def _flush(ctx: Context) -> None:
     try:
         ctx.stdout.flush()
@@ -257,10 +280,7 @@ def _flush(ctx: Context) -> None:
 
 
 def wait_for_server(ctx: Context, listener, job_id: int, interactive: bool) -> int:
-    """Wait for the server's answer about ``job_id`` and act on it (see waiting.py).
-
-    Interrupted (SIGINT, SIGTERM, SIGHUP) before the answer, the job is deleted.
-    """
+    """Wait for the server's answer about ``job_id`` and act on it (see waiting.py)."""
     if interactive:
         ctx.out("Interactive mode: waiting...")
         expected = ("STARTED", "ERROR", "REJECTED")
@@ -268,20 +288,9 @@ def wait_for_server(ctx: Context, listener, job_id: int, interactive: bool) -> i
         ctx.out("Advance reservation request: waiting for approval from the scheduler...")
         expected = ("GRANTED", "REJECTED", "ERROR")
     _flush(ctx)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {}
-    if in_main_thread:  # signal handlers can only be set there
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        answer = None
-        while answer is None or answer.word not in expected:
-            answer = listener.wait()
-    except KeyboardInterrupt:
-        _delete_waiting_job(ctx, job_id)
-        return INTERRUPTED_EXIT
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    answer = None
+    while answer is None or answer.word not in expected:
+        answer = listener.wait()  # KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP): see run()
     if answer.word == "GRANTED":
         ctx.out("Advance reservation is GRANTED.")
         if answer.detail.isdigit():

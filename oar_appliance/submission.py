@@ -226,7 +226,7 @@ def public_key_of(private: str) -> str:
 
 # ----------------------------------------------------------------------------- writing
 
-def _job_rows(job: JobRequest, now: int) -> list[dict[str, Any]]:
+def _job_rows(job: JobRequest, now: int, info_type: str | None = None) -> list[dict[str, Any]]:
     commands = [job.command] * job.array
     if job.array_params is not None:
         commands = [f"{job.command} {params}".strip() for params in job.array_params]
@@ -234,7 +234,7 @@ def _job_rows(job: JobRequest, now: int) -> list[dict[str, Any]]:
     stderr = job.stderr if job.stderr is not None else "OAR.%jobid%.stderr"
     return [{
         "array_index": index, "initial_request": job.initial_request,
-        "job_name": job.name, "job_type": job.job_type, "info_type": None,
+        "job_name": job.name, "job_type": job.job_type, "info_type": info_type,
         "state": "Hold" if job.hold else "Waiting",
         "reservation": "toSchedule" if job.reservation is not None else "None",
         "message": "", "job_user": job.user, "project": job.project or "",
@@ -248,8 +248,9 @@ def _job_rows(job: JobRequest, now: int) -> list[dict[str, Any]]:
     } for index, command in enumerate(commands, 1)]
 
 
-def _write(db: peewee.Database, job: JobRequest, now: int, key_pair: tuple[str, str] | None) -> list[int]:
-    job_ids = bulk.insert_returning(db, "jobs", _job_rows(job, now), "job_id")
+def _write(db: peewee.Database, job: JobRequest, now: int, key_pair: tuple[str, str] | None,
+           info_type: str | None = None) -> list[int]:
+    job_ids = bulk.insert_returning(db, "jobs", _job_rows(job, now, info_type), "job_id")
     linked: dict[str, Any] = {"array_id": job_ids[0]}
     if job.stagein is not None:
         linked["file_id"] = File.insert(
@@ -331,8 +332,14 @@ def request_from_job(db: peewee.Database, job_id: int, user: str) -> JobRequest:
     )
 
 
-def submit(db: peewee.Database, job: JobRequest, config: Mapping[str, Any], now: int) -> Submitted:
-    """Run the admission rules on ``job``, check it, and write it; all or nothing."""
+def submit(db: peewee.Database, job: JobRequest, config: Mapping[str, Any], now: int,
+           info_type: str | None = None) -> Submitted:
+    """Run the admission rules on ``job``, check it, and write it; all or nothing.
+
+    ``info_type`` is the ``host:port`` where a waiting ``oarsub`` (``-I``, ``-r``) listens
+    for the server's answer: written with the job, so the server never sees the job
+    without the address to answer.
+    """
     admission.run_rules(admission.load_rules(db), job, config, now)
     if job.queue is None:
         job.queue = "default"
@@ -347,5 +354,5 @@ def submit(db: peewee.Database, job: JobRequest, config: Mapping[str, Any], now:
         _check_queue(job)
         _check_dependencies(job)
         check_resources(db, job, config["HIERARCHY_LABELS"])
-        job_ids = _write(db, job, now, key_pair)
+        job_ids = _write(db, job, now, key_pair, info_type)
     return Submitted(job_ids=job_ids, array_id=job_ids[0], private_key=key_pair[0] if key_pair else None)

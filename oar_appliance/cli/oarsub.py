@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
+import sys
+import threading
 import time
 
-from .. import submission
-from ..errors import ConflictError, UsageError
+from .. import interactive as interactive_mod
+from .. import job_control, submission, waiting
+from ..errors import ConflictError, OarError, ServerUnreachableError, UsageError
 from ..job_request import JobRequest
 from ..lang.request import parse_requests
 from ..notify import notify_server
-from .common import Context, make_parser, run_command
+from .common import INTERRUPTED_EXIT, Context, error_line, make_parser, run_command
 
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
@@ -23,13 +27,19 @@ def build_parser():
         "Submit a job: a command (or a script with -S) run on the resources of -l, or an\n"
         "interactive shell (-I).  Prints OAR_JOB_ID=<id> (one line per job of an array,\n"
         "then OAR_ARRAY_ID=<id>); lines starting with '#' are information.\n"
+        "-I and -r wait for the server's answer (interrupting oarsub then deletes the job):\n"
+        "-I opens a shell on the job's first node once it runs, -r says whether the\n"
+        "reservation is GRANTED (exit 0) or REJECTED (exit 7).  -C ID opens a shell in a\n"
+        "running job.\n"
         "Example: oarsub -l /nodes=2/core=4,walltime=1:30:00 -p \"cluster='azur'\" ./run.sh",
     )
     what = parser.add_argument_group("what to run")
     what.add_argument("command", nargs=argparse.REMAINDER,
                       help="the command and its arguments (everything after it is the command's)")
-    what.add_argument("-I", "--interactive", action="store_true", help="an interactive shell instead of a command")
-    what.add_argument("-C", "--connect", metavar="JOB_ID", help="connect to a running job of yours")
+    what.add_argument("-I", "--interactive", action="store_true", help="an interactive shell instead of a command: wait for the job to start, then "
+                           "open a shell on its first node (the job ends with the shell)")
+    what.add_argument("-C", "--connect", metavar="JOB_ID",
+                      help="open a shell inside a running job of yours, on its first node")
     what.add_argument("-S", "--scanscript", action="store_true",
                       help="read '#OAR <option>' lines of the script (the command line wins)")
     what.add_argument("-d", "--directory", help="launching directory (default: the current one)")
@@ -42,7 +52,7 @@ def build_parser():
                             "several -l are alternatives (the first to finish wins)")
     where.add_argument("-p", "--property", metavar="EXPRESSION", help="restrict every group, e.g. \"switch = 'sw1'\"")
     where.add_argument("-q", "--queue", help="queue (default: chosen by the admission rules)")
-    where.add_argument("-r", "--reservation", metavar="DATE", help="advance reservation at 'YYYY-MM-DD hh:mm:ss'")
+    where.add_argument("-r", "--reservation", metavar="DATE", help="advance reservation at 'YYYY-MM-DD hh:mm:ss'; waits for the scheduler's answer")
     where.add_argument("-t", "--type", action="append", default=[], dest="types",
                        help="job type (besteffort, timesharing, deploy, cosystem, idempotent, container, "
                             "inner=ID, placeholder=NAME, allow=NAME, noop, token:NAME=N); repeatable")
@@ -178,7 +188,7 @@ def run(args, ctx: Context) -> int:
     if args.output in ("dumper", "xml"):
         raise UsageError("Perl dumper (-D) and XML (-X) output are not supported: use -J or -Y")
     if args.connect is not None:
-        raise UsageError("-C (connect to a running job) is not available in this version")
+        return connect(args, ctx)
     db = ctx.db
     if args.resubmit is not None:
         if args.command or args.resource or args.interactive:
@@ -190,12 +200,36 @@ def run(args, ctx: Context) -> int:
                 raise UsageError("-S needs a script")
             args = merge_directives(build_parser(), args)
         job = build_request(args, ctx)
-    submitted = submission.submit(db, job, ctx.config, ctx.now)
+    host, port = ctx.config["SERVER_HOSTNAME"], ctx.config["SERVER_PORT"]
+    waits = job.reservation is not None or job.job_type == "INTERACTIVE"
+    # listening before the job is written: the server may answer as soon as it sees the job
+    listener = waiting.SubmitterSocket(host, port) if waits else None
+    # SIGTERM and SIGHUP interrupt a waiting oarsub as Ctrl-C does (its job is then deleted)
+    previous = _catch_termination() if waits else {}
+    try:
+        submitted = submission.submit(db, job, ctx.config, ctx.now,
+                                      info_type=listener.address if listener else None)
+        try:
+            return _announce_and_wait(args, ctx, job, submitted, listener)
+        except KeyboardInterrupt:
+            if listener is None:
+                raise
+            _delete_waiting_job(ctx, submitted.job_ids[0])
+            return INTERRUPTED_EXIT
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if listener is not None:
+            listener.close()
+
+
+def _announce_and_wait(args, ctx: Context, job, submitted, listener) -> int:
+    """Print the job ids, notify the server and, for -I / -r, wait for its answer."""
+    host, port = ctx.config["SERVER_HOSTNAME"], ctx.config["SERVER_PORT"]
     for message in job.messages:
         ctx.out(f"#INFO: {message}")
     if job.export_job_key_file and submitted.private_key:
         _export_key(job.export_job_key_file, submitted.job_ids[0], submitted.private_key)
-    host, port = ctx.config["SERVER_HOSTNAME"], ctx.config["SERVER_PORT"]
     delivered = notify_server(host, port, "Qsub")
     if args.output:
         ctx.emit({"job_id": submitted.job_ids[0], "job_ids": submitted.job_ids,
@@ -205,13 +239,115 @@ def run(args, ctx: Context) -> int:
             ctx.out(f"OAR_JOB_ID={job_id}")
         if job.array > 1:
             ctx.out(f"OAR_ARRAY_ID={submitted.array_id}")
+    job_id = submitted.job_ids[0]
     if not delivered:
-        ctx.warn(f"the OAR server at {host}:{port} is not running: the job is registered "
-                 "and will be scheduled when it runs")
-    if job.reservation is not None or job.job_type == "INTERACTIVE":
-        ctx.warn("this version does not wait for the server's answer to reservations and "
-                 "interactive jobs: follow the job with oarstat")
-    return 0
+        if job.job_type == "INTERACTIVE":
+            # nobody would start it while its user waits: do not leave it behind
+            _delete_job(ctx, job_id)
+            raise ServerUnreachableError(f"the OAR server at {host}:{port} is not running: "
+                                         f"interactive job {job_id} is deleted")
+        what = "reservation" if listener is not None else "job"
+        ctx.warn(f"the OAR server at {host}:{port} is not running: the {what} is registered "
+                 "and will be scheduled when it runs" + (" (follow it with oarstat)" if listener else ""))
+        return 0
+    if listener is None:
+        return 0
+    return wait_for_server(ctx, listener, job_id, job.job_type == "INTERACTIVE")
+
+
+# ----------------------------------------------------------------------------- waiting
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while waiting: handled as an interruption by the user."""
+
+
+def _interrupt(signum, _frame):
+    raise _Terminated()
+
+
+def _catch_termination() -> dict:
+    """Make SIGTERM and SIGHUP raise :class:`_Terminated`; the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # handlers can only be set there (oarsub run inside a thread: Ctrl-C only)
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def _flush(ctx: Context) -> None:
+    try:
+        ctx.stdout.flush()
+    except (AttributeError, OSError):
+        pass
+
+
+def wait_for_server(ctx: Context, listener, job_id: int, interactive: bool) -> int:
+    """Wait for the server's answer about ``job_id`` and act on it (see waiting.py)."""
+    if interactive:
+        ctx.out("Interactive mode: waiting...")
+        expected = ("STARTED", "ERROR", "REJECTED")
+    else:
+        ctx.out("Advance reservation request: waiting for approval from the scheduler...")
+        expected = ("GRANTED", "REJECTED", "ERROR")
+    _flush(ctx)
+    answer = None
+    while answer is None or answer.word not in expected:
+        answer = listener.wait()  # KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP): see run()
+    if answer.word == "GRANTED":
+        ctx.out("Advance reservation is GRANTED.")
+        if answer.detail.isdigit():
+            ctx.out("#INFO: the reservation starts at "
+                    + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(answer.detail))))
+        return 0
+    if answer.word == "REJECTED":
+        if not interactive:
+            ctx.out("Advance reservation is REJECTED.")
+        _flush(ctx)
+        raise ConflictError(answer.detail or f"the scheduler rejected job {job_id}")
+    if answer.word == "ERROR":
+        _flush(ctx)
+        raise ConflictError(answer.detail or f"job {job_id} could not start")
+    shell = interactive_mod.JobShell(job_id, answer.detail or "localhost")
+    argv = interactive_mod.shell_command(ctx.config, shell, interactive=True)
+    ctx.close()  # a shell may last hours: hold no database connection meanwhile
+    ctx.out(f"Connect to OAR job {job_id} via the node {shell.head_host}")
+    _flush(ctx)
+    return interactive_mod.run_attached(argv)
+
+
+def _delete_job(ctx: Context, job_id: int) -> str | None:
+    """Request the deletion of the caller's own job; None, or why it failed."""
+    try:
+        with ctx.db.atomic():
+            job_control.request_deletion(ctx.db, job_id, job_control.Caller(ctx.user), int(time.time()))
+    except OarError as exc:
+        return exc.message
+    job_control.notify(ctx.config, "Qdel")  # an absent server finds the request when it starts
+    return None
+
+
+def _delete_waiting_job(ctx: Context, job_id: int) -> None:
+    """The user gave up waiting: the job must not run (or be reserved) without them."""
+    failure = _delete_job(ctx, job_id)
+    if failure:
+        print(error_line(f"interrupted; job {job_id} could not be deleted: {failure}"), file=sys.stderr)
+    else:
+        print(error_line(f"interrupted: job {job_id} is deleted"), file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- -C
+
+def connect(args, ctx: Context) -> int:
+    """``oarsub -C JOB_ID``: a shell inside a running job of the caller's."""
+    if args.command or args.interactive or args.reservation or args.resource or args.resubmit:
+        raise UsageError("-C takes only a job id: give no command, -I, -r, -l or --resubmit")
+    job_id = _int(args.connect, "-C")
+    caller = job_control.Caller.of(ctx)
+    shell = interactive_mod.connectable_job(ctx.db, job_id, ctx.user,
+                                            caller.admin or caller.acts_for_everybody)
+    argv = interactive_mod.shell_command(ctx.config, shell, interactive=False)
+    ctx.close()
+    ctx.out(f"Connect to OAR job {job_id} via the node {shell.head_host}")
+    _flush(ctx)
+    return interactive_mod.run_attached(argv)
 
 
 def _export_key(pattern: str, job_id: int, private_key: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.sqlutil import run_sql
 
-USAGE, CONFIG, DATABASE, EXPRESSION, NOT_FOUND, CONFLICT, PERMISSION, ADMISSION = 2, 3, 4, 5, 6, 7, 8, 10
+USAGE, CONFIG, DATABASE, EXPRESSION, NOT_FOUND, CONFLICT, PERMISSION, SERVER, ADMISSION = 2, 3, 4, 5, 6, 7, 8, 9, 10
 
 
 @pytest.fixture
@@ -89,7 +89,12 @@ def test_spec_reservation(spec_cluster, db_url):
 
 
 def test_spec_interactive(spec_cluster, db_url):
-    job = stored(db_url, job_id_of(spec_cluster("oarsub", "-I")))
+    # no server runs here: the job is stored, then deleted rather than left to nobody
+    result = spec_cluster("oarsub", "-I")
+    assert result.rc == SERVER and "is not running: interactive job" in result.err
+    job_id = int(result.lines[0].split("=")[1])
+    assert run_sql(db_url, "SELECT frag_state FROM frag_jobs WHERE frag_id_job = %d" % job_id) == [("LEON",)]
+    job = stored(db_url, job_id)
     assert job["job_type"] == "INTERACTIVE" and job["command"] == ""
     assert job["moldables"] == [(7200, [(None, [("resource_id", 1)])])]
 
@@ -191,7 +196,8 @@ def test_default_admission_rules(spec_cluster, db_url, monkeypatch):
     assert job["queue_name"] == "besteffort" and job["properties"] == "besteffort = 'YES'"
     capped = spec_cluster("oarsub", "-I", "-l", "/core=1,walltime=20:00:00")
     assert "#INFO: [ADMISSION RULE] walltime too big for an interactive job" in capped.out
-    assert stored(db_url, job_id_of(capped))["moldables"][0][0] == 12 * 3600
+    capped_id = int(next(line for line in capped.lines if line.startswith("OAR_JOB_ID=")).split("=")[1])
+    assert stored(db_url, capped_id)["moldables"][0][0] == 12 * 3600
     assert job_id_of(spec_cluster("oarsub", "-q", "admin", "-l", "/core=1", "true"))  # root may
     monkeypatch.setattr("oar_appliance.cli.common.caller_name", lambda: "alice")
     refused = spec_cluster("oarsub", "-q", "admin", "-l", "/core=1", "true")

@@ -1,0 +1,381 @@
+"""The spec's scheduling examples, through the commands, on both backends.
+
+Jobs are submitted with ``oarsub`` (its real main()), a round is run with ``oar-metasched
+--now EPOCH`` and the decisions are read in the database and with ``oarstat``.
+
+The cluster is the one of the spec's hierarchy figure: two switches, two nodes on each,
+two cpus per node and two cores per cpu::
+
+    sw1: node-1 (cpu 1: r1 r2, cpu 2: r3 r4)    node-2 (cpu 3: r5 r6, cpu 4: r7 r8)
+    sw2: node-3 (cpu 5: r9 r10, cpu 6: r11 r12) node-4 (cpu 7: r13 r14, cpu 8: r15 r16)
+
+There is no server yet to run jobs: where a test needs a job to be Running or Terminated
+it sets that state in the database, as the server would (said at each place).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.sqlutil import run_sql
+
+SECURITY = 1                        # SCHEDULER_JOB_SECURITY_TIME default
+HOUR = 3600
+NODE = {"node-1": [1, 2, 3, 4], "node-2": [5, 6, 7, 8],
+        "node-3": [9, 10, 11, 12], "node-4": [13, 14, 15, 16]}
+
+
+@pytest.fixture
+def fig(created, oar_conf):
+    """The cluster of the hierarchy figure, with ``switch`` among the hierarchy labels."""
+    oar_conf.write_text(oar_conf.read_text()
+                        + "HIERARCHY_LABELS=resource_id,network_address,switch,cpu,core\n")
+    oar = created
+    for offset, switch in ((1, "sw1"), (3, "sw2")):
+        result = oar("oar-resources-add", "-H", "2", "--offset", str(offset), "-C", "2", "-c", "2",
+                     "-p", f"switch={switch}")
+        assert result.rc == 0, result.err
+    return oar
+
+
+@pytest.fixture
+def now():
+    """A round date after every submission of the test (jobs are submitted at real time)."""
+    return int(time.time()) + 100
+
+
+def sub(oar, *argv) -> int:
+    result = oar("oarsub", *argv)
+    assert result.rc == 0, result.err
+    ids = [int(line.split("=", 1)[1]) for line in result.lines if line.startswith("OAR_JOB_ID=")]
+    assert len(ids) == 1, result.out
+    return ids[0]
+
+
+def round_at(oar, now) -> str:
+    result = oar("oar-metasched", "--now", str(now))
+    assert result.rc == 0, result.err
+    return result.out.strip()
+
+
+def row(db_url, job_id) -> dict:
+    found = run_sql(db_url, "SELECT state, message, reservation, assigned_moldable_job, start_time "
+                            "FROM jobs WHERE job_id = %d" % job_id)[0]
+    return dict(zip(("state", "message", "reservation", "moldable", "start"), found))
+
+
+def assigned(db_url, job_id) -> list[int]:
+    return sorted(r for (r,) in run_sql(
+        db_url, "SELECT a.resource_id FROM assigned_resources a JOIN jobs j "
+                "ON j.assigned_moldable_job = a.moldable_job_id WHERE j.job_id = %d" % job_id))
+
+
+def hosts_of(db_url, resource_ids) -> list[str]:
+    if not resource_ids:
+        return []
+    rows = run_sql(db_url, "SELECT DISTINCT network_address FROM resources WHERE resource_id IN (%s)"
+                   % ", ".join(map(str, resource_ids)))
+    return sorted(h for (h,) in rows)
+
+
+def stat(oar, job_id) -> dict:
+    result = oar("oarstat", "-f", "-j", str(job_id), "-J")
+    assert result.rc == 0, result.err
+    return json.loads(result.out)[str(job_id)]
+
+
+def predicted(oar, job_id):
+    data = stat(oar, job_id)
+    return data["scheduled_start"], sorted(data["scheduled_resources"] or [])
+
+
+def set_state(db_url, job_id, state, exit_code=None):
+    """What the server (not built yet) records when it runs or ends a job."""
+    run_sql(db_url, "UPDATE jobs SET state = %s, exit_code = %s WHERE job_id = %d"
+            % (f"'{state}'", "NULL" if exit_code is None else exit_code, job_id))
+
+
+def moldable_ids(db_url, job_id) -> list[int]:
+    return [m for (m,) in run_sql(db_url, "SELECT moldable_id FROM moldable_job_descriptions "
+                                          "WHERE moldable_job_id = %d ORDER BY moldable_id" % job_id)]
+
+
+def date_text(seconds) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+# ------------------------------------------------------------------ the hierarchy figure
+
+def test_switch_2_nodes_1_takes_one_node_on_each_switch(fig, db_url, now):
+    jid = sub(fig, "-l", "/switch=2/nodes=1,walltime=1:00:00", "prog")
+    round_at(fig, now)
+    assert row(db_url, jid)["state"] == "toLaunch"
+    assert assigned(db_url, jid) == NODE["node-1"] + NODE["node-3"]
+    assert row(db_url, jid)["message"] == "R=8,W=1:0:0,J=B,Q=default"
+
+
+def test_nodes_2_cpu_1_takes_one_cpu_on_two_nodes(fig, db_url, now):
+    jid = sub(fig, "-l", "/nodes=2/cpu=1,walltime=1:00:00", "prog")
+    round_at(fig, now)
+    assert assigned(db_url, jid) == [1, 2, 5, 6]          # cpu 1 of node-1, cpu 3 of node-2
+
+
+def test_the_two_requests_of_the_figure_side_by_side(fig, db_url, now):
+    """/switch=2/nodes=1 leaves one node per switch; /switch=1/nodes=2 then needs a whole
+    switch and waits for the first job, while /nodes=2/cpu=1 fits now in what is left."""
+    first = sub(fig, "-l", "/switch=2/nodes=1,walltime=1:00:00", "a")
+    whole_switch = sub(fig, "-l", "/switch=1/nodes=2,walltime=1:00:00", "b")
+    cpus = sub(fig, "-l", "/nodes=2/cpu=1,walltime=0:30:00", "c")
+    out = round_at(fig, now)
+    assert out.startswith("Scheduled 3 jobs: 2 to launch, 1 planned")
+    assert hosts_of(db_url, assigned(db_url, first)) == ["node-1", "node-3"]
+    assert row(db_url, whole_switch)["state"] == "Waiting"
+    start, resources = predicted(fig, whole_switch)
+    assert start == now + HOUR + SECURITY
+    assert resources == NODE["node-1"] + NODE["node-2"]
+    assert row(db_url, cpus)["state"] == "toLaunch"
+    assert assigned(db_url, cpus) == [5, 6, 13, 14]       # first cpu of node-2 and node-4
+
+
+def test_complete_syntax_two_groups_on_their_switches(fig, db_url, now):
+    """``{sql1}/prop1=1/prop2=..+{sql2}/...``: each group on resources of its own
+    expression, the two groups on distinct resources."""
+    jid = sub(fig, "-l", "{switch = 'sw1'}/nodes=1/cpu=1+{switch = 'sw2'}/nodes=1/core=3,"
+                         "walltime=1:00:00", "prog")
+    round_at(fig, now)
+    got = assigned(db_url, jid)
+    assert got == [1, 2, 9, 10, 11]
+    # a second identical job: group 1 on the other cpu of node-1, group 2 on node-4
+    # (node-3 has a single core left)
+    second = sub(fig, "-l", "{switch = 'sw1'}/nodes=1/cpu=1+{switch = 'sw2'}/nodes=1/core=3,"
+                            "walltime=1:00:00", "prog")
+    round_at(fig, now + 1)
+    assert assigned(db_url, second) == [3, 4, 13, 14, 15]
+
+
+def test_property_switch_sw1(fig, db_url, now):
+    """``-p "switch = 'sw1'"``: only resources of sw1, even when sw2 is idle."""
+    first = sub(fig, "-p", "switch = 'sw1'", "-l", "/nodes=2/cpu=2,walltime=1:00:00", "a")
+    second = sub(fig, "-p", "switch = 'sw1'", "-l", "/nodes=1,walltime=1:00:00", "b")
+    anywhere = sub(fig, "-l", "/nodes=2,walltime=1:00:00", "c")
+    round_at(fig, now)
+    assert assigned(db_url, first) == NODE["node-1"] + NODE["node-2"]
+    start, resources = predicted(fig, second)
+    assert start == now + HOUR + SECURITY and resources == NODE["node-1"]
+    assert assigned(db_url, anywhere) == NODE["node-3"] + NODE["node-4"]
+    # more than sw1 holds: refused at submission, nothing stored
+    result = fig("oarsub", "-p", "switch = 'sw1'", "-l", "/nodes=3", "d")
+    assert result.rc != 0 and result.err.startswith("#ERROR: ")
+
+
+# ------------------------------------------------------------------ advance reservations
+
+def test_reservation_granted_at_its_time_and_kept_across_rounds(fig, db_url, now):
+    start = now + 2 * HOUR
+    resa = sub(fig, "-r", date_text(start), "-l", "/switch=1/nodes=2,walltime=1:00:00")
+    round_at(fig, now)
+    assert (row(db_url, resa)["state"], row(db_url, resa)["reservation"]) == ("Waiting", "Scheduled")
+    slot = predicted(fig, resa)
+    assert slot == (start, NODE["node-1"] + NODE["node-2"])
+    # batch jobs that would overlap it go around it: a short one before, a long one after,
+    # one beside it on the other switch
+    short = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "short")
+    long_ = sub(fig, "-l", "/nodes=4,walltime=3:00:00", "long")
+    other = sub(fig, "-l", "/nodes=2,walltime=1:00:00", "other")
+    for k in range(1, 4):
+        round_at(fig, now + 10 * k)
+        assert predicted(fig, resa) == slot                 # kept, round after round
+        assert row(db_url, resa)["reservation"] == "Scheduled"
+    assert row(db_url, short)["state"] == "toLaunch" and row(db_url, short)["start"] == now + 10
+    assert predicted(fig, long_)[0] == start + HOUR + SECURITY
+    # other: 2 nodes for 1 h, after `short`; on sw2, as sw1 is reserved before it ends
+    assert predicted(fig, other) == (now + 10 + HOUR + SECURITY, NODE["node-3"] + NODE["node-4"])
+    # its time has come: it starts on its resources (the server set `short` Terminated)
+    set_state(db_url, short, "Terminated", 0)
+    round_at(fig, start)
+    assert (row(db_url, resa)["state"], row(db_url, resa)["start"]) == ("toLaunch", start)
+    assert assigned(db_url, resa) == NODE["node-1"] + NODE["node-2"]
+
+
+def test_reservation_rejected_when_its_resources_are_taken(fig, db_url, now):
+    busy = sub(fig, "-l", "/switch=1/nodes=2,walltime=5:00:00", "busy")
+    round_at(fig, now)
+    set_state(db_url, busy, "Running")                      # the server ran it
+    fits = sub(fig, "-r", date_text(now + HOUR), "-l", "/nodes=2,walltime=1:00:00")
+    too_big = sub(fig, "-r", date_text(now + HOUR), "-l", "/nodes=3,walltime=1:00:00")
+    out = round_at(fig, now + 10)
+    assert "0 to launch" in out
+    assert predicted(fig, fits) == (now + HOUR, NODE["node-3"] + NODE["node-4"])
+    got = row(db_url, too_big)
+    assert got["state"] == "Error" and got["message"].startswith("reservation rejected")
+    assert predicted(fig, too_big) == (None, [])
+    # the rejection is final: a later round does not take it up again
+    round_at(fig, now + 20)
+    assert row(db_url, too_big)["state"] == "Error"
+    assert predicted(fig, fits)[0] == now + HOUR
+
+
+def test_reservation_comes_before_an_earlier_batch_job(fig, db_url, now):
+    """Reservations are placed before the batch jobs: a batch job planned on the slot a
+    new reservation asks for moves after it."""
+    busy = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "busy")
+    batch = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "batch")
+    round_at(fig, now)
+    assert predicted(fig, batch)[0] == now + HOUR + SECURITY
+    resa_start = now + HOUR + 600
+    resa = sub(fig, "-r", date_text(resa_start), "-l", "/nodes=1,walltime=1:00:00")
+    round_at(fig, now + 10)
+    assert predicted(fig, resa) == (resa_start, NODE["node-1"])
+    assert predicted(fig, batch)[0] == resa_start + HOUR + SECURITY
+    assert row(db_url, busy)["state"] == "toLaunch"
+
+
+# ------------------------------------------------------------------ besteffort
+
+def test_besteffort_killed_only_when_a_normal_job_needs_its_cores(fig, db_url, now):
+    best = sub(fig, "-t", "besteffort", "-l", "/switch=1/nodes=2,walltime=5:00:00", "be")
+    round_at(fig, now)
+    assert assigned(db_url, best) == NODE["node-1"] + NODE["node-2"]
+    set_state(db_url, best, "Running")                      # the server ran it
+    # a normal job on other resources: no kill
+    beside = sub(fig, "-p", "switch = 'sw2'", "-l", "/nodes=2,walltime=1:00:00", "beside")
+    out = round_at(fig, now + 10)
+    assert out.endswith("0 besteffort kills.")
+    assert assigned(db_url, beside) == NODE["node-3"] + NODE["node-4"]
+    assert run_sql(db_url, "SELECT COUNT(*) FROM frag_jobs") == [(0,)]
+    # a normal job that needs its cores now: it starts, the besteffort job is killed
+    needs = sub(fig, "-l", "/nodes=1/cpu=1,walltime=1:00:00", "needs")
+    out = round_at(fig, now + 20)
+    assert out.endswith("1 besteffort kills.")
+    assert row(db_url, needs)["state"] == "toLaunch"
+    assert assigned(db_url, needs) == [1, 2]
+    assert run_sql(db_url, "SELECT frag_id_job, frag_state FROM frag_jobs") == [(best, "LEON")]
+    events = run_sql(db_url, "SELECT job_id, type FROM event_logs WHERE type = 'BESTEFFORT_KILL'")
+    assert events == [(best, "BESTEFFORT_KILL")]
+    assert any(e["type"] == "BESTEFFORT_KILL" for e in stat(fig, best)["events"])
+
+
+def test_besteffort_never_blocks_a_normal_job(fig, db_url, now):
+    """A waiting besteffort job submitted first does not delay the normal job after it;
+    it is planned around it."""
+    best = sub(fig, "-t", "besteffort", "-l", "/nodes=4,walltime=5:00:00", "be")
+    normal = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "n")
+    round_at(fig, now)
+    assert row(db_url, normal)["state"] == "toLaunch"
+    assert assigned(db_url, normal) == NODE["node-1"]
+    assert row(db_url, best)["state"] == "Waiting"
+    assert predicted(fig, best)[0] == now + HOUR + SECURITY
+
+
+def test_besteffort_killed_when_the_normal_job_starts_not_before(fig, db_url, now):
+    busy = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "busy")
+    best = sub(fig, "-t", "besteffort", "-l", "/nodes=3,walltime=5:00:00", "be")
+    round_at(fig, now)
+    assert assigned(db_url, best) == NODE["node-2"] + NODE["node-3"] + NODE["node-4"]
+    set_state(db_url, busy, "Running")                      # the server ran both
+    set_state(db_url, best, "Running")
+    # planned on the besteffort job's nodes in an hour: nothing is killed yet
+    later = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "later")
+    out = round_at(fig, now + 10)
+    assert out.endswith("0 besteffort kills.")
+    assert predicted(fig, later)[0] == now + HOUR + SECURITY
+    assert run_sql(db_url, "SELECT COUNT(*) FROM frag_jobs") == [(0,)]
+    # the busy job ended: `later` starts and the besteffort job is killed
+    set_state(db_url, busy, "Terminated", 0)
+    out = round_at(fig, now + HOUR + SECURITY)
+    assert out.endswith("1 besteffort kills.")
+    assert row(db_url, later)["state"] == "toLaunch"
+    assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
+
+
+# ------------------------------------------------------------------ dependencies
+
+def test_dependency_starts_after_the_predicted_end_of_the_required_job(fig, db_url, now):
+    full = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "full")
+    required = sub(fig, "-l", "/nodes=1,walltime=2:00:00", "required")
+    after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=0:10:00", "after")
+    free_rider = sub(fig, "-l", "/nodes=1,walltime=0:10:00", "free")
+    round_at(fig, now)
+    assert row(db_url, full)["state"] == "toLaunch"
+    required_start = now + HOUR + SECURITY
+    assert predicted(fig, required)[0] == required_start
+    # not before the required job's predicted end, although nodes are free earlier
+    assert predicted(fig, after)[0] == required_start + 2 * HOUR
+    assert predicted(fig, free_rider)[0] == required_start          # (for comparison)
+    assert stat(fig, after)["dependencies"] == [required]
+
+
+def test_dependency_on_a_failed_job_blocks_and_says_why(fig, db_url, now):
+    required = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "required")
+    after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=1:00:00", "after")
+    round_at(fig, now)
+    assert predicted(fig, after)[0] == now + HOUR
+    set_state(db_url, required, "Terminated", 256)          # the server: exit code 1
+    round_at(fig, now + 60)
+    got = row(db_url, after)
+    assert got["state"] == "Waiting"
+    assert got["message"] == f"dependency on job {required} which ended with exit code 256"
+    assert predicted(fig, after) == (None, [])
+    assert stat(fig, after)["message"] == got["message"]
+
+
+def test_dependency_on_a_job_in_error_is_ignored(fig, db_url, now):
+    required = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "required")
+    after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=1:00:00", "after")
+    round_at(fig, now)
+    assert predicted(fig, after)[0] == now + HOUR
+    set_state(db_url, required, "Error")
+    round_at(fig, now + 60)
+    assert row(db_url, after)["state"] == "toLaunch"
+
+
+def test_dependency_on_a_job_ended_well_runs_now(fig, db_url, now):
+    required = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "required")
+    after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=1:00:00", "after")
+    set_state(db_url, required, "Terminated", 0)
+    round_at(fig, now)
+    assert row(db_url, after)["state"] == "toLaunch"
+
+
+# ------------------------------------------------------------------ moldable jobs
+
+def test_moldable_keeps_the_alternative_that_finishes_first(fig, db_url, now):
+    busy = sub(fig, "-l", "/nodes=3,walltime=1:00:00", "busy")
+    round_at(fig, now)
+    assert hosts_of(db_url, assigned(db_url, busy)) == ["node-1", "node-2", "node-3"]
+    # narrow: 4 nodes for 1 h would end at now + 2 h + 1 s; 1 node for 1 h 30 can start now
+    # on node-4 and ends first: kept, launched
+    narrow = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "-l", "/nodes=1,walltime=1:30:00", "n")
+    # wide: 1 node for 3 h could start when `busy` ends but would end at now + 4 h; 4 nodes
+    # for 1 h after `narrow` end first: kept, planned
+    wide = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "-l", "/nodes=1,walltime=3:00:00", "w")
+    round_at(fig, now + 10)
+    got = row(db_url, narrow)
+    assert got["state"] == "toLaunch"
+    assert got["moldable"] == moldable_ids(db_url, narrow)[1]
+    assert got["message"] == "R=4,W=1:30:0,J=B,Q=default"
+    assert assigned(db_url, narrow) == NODE["node-4"]
+    assert row(db_url, wide)["state"] == "Waiting"
+    assert predicted(fig, wide) == (now + 10 + 90 * 60 + SECURITY, list(range(1, 17)))
+    assert row(db_url, wide)["message"] == "R=16,W=1:0:0,J=B,Q=default"
+
+
+# ------------------------------------------------------------------ oarstat
+
+def test_oarstat_full_shows_the_scheduled_start_after_a_round(fig, db_url, now):
+    running = sub(fig, "-l", "/nodes=4,walltime=2:00:00", "a")
+    waiting = sub(fig, "-l", "/switch=1/nodes=1,walltime=1:00:00", "b")
+    before = fig("oarstat", "-f", "-j", str(waiting))
+    assert before.rc == 0 and "    scheduled_start = no prediction" in before.lines
+    round_at(fig, now)
+    result = fig("oarstat", "-f", "-j", str(waiting))
+    assert result.rc == 0, result.err
+    expected = date_text(now + 2 * HOUR + SECURITY)
+    assert f"    scheduled_start = {expected}" in result.lines
+    assert "    scheduled_resources = 1+2+3+4" in result.lines
+    assert "    message = R=4,W=1:0:0,J=B,Q=default" in result.lines
+    assert stat(fig, waiting)["scheduled_start"] == now + 2 * HOUR + SECURITY
+    assert stat(fig, running)["state"] == "toLaunch"

@@ -133,10 +133,20 @@ def scenarios(draw, max_resources=24, max_jobs=8, max_groups=2, max_walltime=30)
         occs.append(Occupation(1000 + i, start, end, draw(st.integers(1, pool.all_bits)),
                                besteffort=draw(st.integers(0, 3)) == 0))
     table = {text: draw(bits) for text in CONSTRAINT_TEXTS}
+    # a few requests shared by several jobs (with their own walltimes), as in a real
+    # queue: they exercise the round's memos (failed free sets, start bounds per request)
+    palette = [draw(requests(max_groups, max_walltime)) for _ in range(draw(st.integers(1, 3)))]
     jobs = []
     for jid in range(1, draw(st.integers(1, max_jobs)) + 1):
-        moldables = tuple((jid * 10 + k, draw(requests(max_groups, max_walltime)))
-                          for k in range(draw(st.integers(1, 3))))
+        moldables = []
+        for k in range(draw(st.integers(1, 3))):
+            if draw(st.booleans()):
+                shared = palette[draw(st.integers(0, len(palette) - 1))]
+                request = MoldableRequest(shared.groups, draw(st.integers(1, max_walltime)))
+            else:
+                request = draw(requests(max_groups, max_walltime))
+            moldables.append((jid * 10 + k, request))
+        moldables = tuple(moldables)
         how = draw(st.integers(0, 3))
         if how == 0:
             constraints = None

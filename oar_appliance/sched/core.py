@@ -19,32 +19,57 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   (conservative backfilling: a later job may take a hole in front of earlier ones);
 - moldable alternatives: each is placed, the one that finishes first is kept (ties: the
   first given);
-- besteffort occupations and placements do not block non-besteffort jobs (two Gantts: one
-  of everything, for besteffort jobs, one without besteffort, for the others); a
-  non-besteffort job placed to start at ``now`` on resources of a running besteffort
-  occupation makes that job's id appear in ``besteffort_to_kill``;
+- who blocks whom is decided by *views* (:mod:`~oar_appliance.sched.sharing`), one Gantt
+  per kind of job, built lazily and updated on every placement:
+
+  - besteffort occupations and placements do not block non-besteffort jobs; a
+    non-besteffort job placed to start at ``now`` on resources of a running besteffort
+    occupation makes that job's id appear in ``besteffort_to_kill``;
+  - timesharing (``timesharing`` key, see :func:`~oar_appliance.sched.sharing.timesharing_key`):
+    a timesharing job shares resources with the occupations and placements of timesharing
+    jobs of the *same* key (``*,*``; ``user,*`` and ``*,name`` and ``user,name`` with the
+    job's user / name substituted); every other job blocks it, and a job that is not
+    timesharing never shares;
+  - placeholder / allow: the resources of a ``placeholder=NAME`` job are free for
+    ``allow=NAME`` jobs only (whatever their user); allow jobs block each other;
+
+- containers (:mod:`~oar_appliance.sched.containers`): an ``inner`` job is placed only
+  inside its container's resources and window ``[start, start + walltime)`` (with its
+  own security time, so at most the container's walltime minus the security time); inner
+  jobs are placed after all the others (they cannot compete with them); a container
+  neither running nor placed gives its inner jobs a message;
+- :class:`~oar_appliance.sched.policies.RoundOptions` (keyword ``options``): horizons
+  (``available_upto``: nothing planned at or after it on those resources; a job that
+  would cross it goes elsewhere or later, or gets a message), always-assigned resources
+  (never chosen nor occupied, added to every placement), resources of suspended jobs that
+  others may use, the minimum hole for backfilling (batch jobs only), and a deadline
+  (``SCHEDULER_TIMEOUT``: the jobs not reached get :data:`TIMEOUT_MESSAGE`, what was
+  decided is kept, ``RoundResult.timed_out`` is set);
 - a placement starting at ``now`` is "to launch";
 - an error in one job's data (bad label, unknown constraint text...) gives that job a
   message and never stops the round.
 
-Out of scope (extension points marked ``EXTENSION``): timesharing (the ``timesharing``
-key of occupations is carried but not used: every occupation is exclusive), containers,
-quotas, fairsharing (the caller orders the jobs), energy saving.
+What a due reservation does at its start is decided outside the round
+(:mod:`~oar_appliance.sched.reservations`).  Out of scope (extension points marked
+``EXTENSION``): quotas, fairsharing (the caller orders the jobs), energy saving.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from oar_appliance.lang.request import MoldableRequest
+from oar_appliance.sched.containers import Containers
 from oar_appliance.sched.gantt import Gantt
 from oar_appliance.sched.hierarchy import ResourcePool, fit_request
+from oar_appliance.sched.policies import RoundOptions
+from oar_appliance.sched.sharing import EXCLUSIVE, FAR, Share, Views
 
-__all__ = ["Occupation", "WaitingJob", "Placement", "RoundResult", "placement_order",
-           "schedule_round"]
+__all__ = ["Occupation", "WaitingJob", "Placement", "RoundResult", "RoundOptions",
+           "placement_order", "schedule_round"]
 
 #: ``constraint_bits`` of a job: a callable (text or None -> bits) or a dict from the group
 #: constraint text to bits (None, or a text missing from the dict, when the group has no
@@ -66,8 +91,17 @@ class Occupation:
     end: int
     bits: int
     besteffort: bool = False
-    #: EXTENSION (timesharing): the ``user,name`` key of a timesharing job, or None
+    #: the resolved key of a timesharing job (:func:`~.sharing.timesharing_key`), or None
     timesharing: str | None = None
+    #: ``-t placeholder=NAME``: the resources are held for ``allow=NAME`` jobs only
+    placeholder: str | None = None
+    #: a suspended job (see :attr:`~.policies.RoundOptions.suspended_shareable`)
+    suspended: bool = False
+    #: a container job: inner jobs may be placed in its resources until ``end`` minus
+    #: the security time
+    container: bool = False
+    #: the container job id of an inner job (it takes part of its container's resources)
+    inner: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,15 @@ class WaitingJob:
     earliest_start: int = 0
     besteffort: bool = False
     reservation: int | None = None
+    #: the resolved timesharing key (:func:`~.sharing.timesharing_key`), or None
+    timesharing: str | None = None
+    #: ``-t placeholder=NAME`` / ``-t allow=NAME``
+    placeholder: str | None = None
+    allow: str | None = None
+    #: ``-t container``: inner jobs may be placed in it
+    container: bool = False
+    #: ``-t inner=ID``: placed only inside container job ID
+    inner: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,13 +157,16 @@ class RoundResult:
     ``placements``: one per placed job, in the order the jobs were placed (reservations
     first); ``messages``: job_id -> why it was not placed; ``to_launch``: ids of the jobs
     placed at ``now`` (reservations included); ``besteffort_to_kill``: sorted ids of the
-    running besteffort jobs overlapping a non-besteffort job to launch now.
+    running besteffort jobs overlapping a non-besteffort job to launch now;
+    ``timed_out``: the round stopped at its deadline (the jobs not reached have a
+    message).
     """
 
     placements: list[Placement] = field(default_factory=list)
     messages: dict[int, str] = field(default_factory=dict)
     to_launch: list[int] = field(default_factory=list)
     besteffort_to_kill: list[int] = field(default_factory=list)
+    timed_out: bool = False
 
     def placement_of(self, job_id: int) -> Placement | None:
         for p in self.placements:
@@ -184,7 +230,7 @@ class _Placer:
         self.bounds: dict[tuple, tuple[list[int], list[int]]] = {}
 
     def place(self, request: MoldableRequest, cbits: Callable[[str | None], int],
-              duration: int, earliest: int, latest: int | None
+              duration: int, earliest: int, latest: int | None, hole_minimum: int = 0
               ) -> tuple[int, int] | None:
         pool, usable, memo = self.pool, self.usable, self.memo
         trees = tuple(usable & cbits(g.constraint) for g in request.groups)
@@ -206,7 +252,7 @@ class _Placer:
                     if bound[1][k] == _NEVER:
                         return None
                     earliest = bound[1][k]
-        found = self.gantt.first_fit(request_fit, duration, earliest, latest,
+        found = self.gantt.first_fit(request_fit, duration, earliest, latest, hole_minimum,
                                      min_count=_min_count(request), failed=failed)
         if from_now:
             self._remember(key, duration, None if found is None else found[0])
@@ -228,72 +274,125 @@ class _Placer:
 
 def placement_order(waiting: Sequence[WaitingJob]) -> list[WaitingJob]:
     """The order in which jobs are placed: new reservations, then the batch jobs, then the
-    besteffort batch jobs (each part in the given order).
+    besteffort batch jobs, then the inner jobs of containers (each part in the given order).
 
     Besteffort jobs come last (as the ``besteffort`` queue, priority 0, does) so that a
-    normal job never lands on a besteffort job placed in the same round.
+    normal job never lands on a besteffort job placed in the same round.  Inner jobs use
+    only the resources of their container, which no other job may take: placing them
+    after everything else changes no other job's place, and lets them find a container
+    placed in the same round.
     """
-    return ([j for j in waiting if j.reservation is not None]
-            + [j for j in waiting if j.reservation is None and not j.besteffort]
-            + [j for j in waiting if j.reservation is None and j.besteffort])
+    outer = [j for j in waiting if j.inner is None]
+    return ([j for j in outer if j.reservation is not None]
+            + [j for j in outer if j.reservation is None and not j.besteffort]
+            + [j for j in outer if j.reservation is None and j.besteffort]
+            + [j for j in waiting if j.inner is not None])
 
 
 def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupation],
-                   waiting: Sequence[WaitingJob], now: int, security_time: int = 0
-                   ) -> RoundResult:
+                   waiting: Sequence[WaitingJob], now: int, security_time: int = 0,
+                   *, options: RoundOptions | None = None) -> RoundResult:
     """Schedule the waiting jobs around the occupations; see the module docstring.
 
     ``usable``: the bits of the resources that may be used (Alive...); ``waiting`` in
-    priority order.
+    priority order; ``options``: the policies of :class:`~.policies.RoundOptions` (None:
+    all off).
     """
+    opts = options or _NO_OPTIONS
     result = RoundResult()
     memo: dict = {}
-    normal = _Placer(pool, usable, now, memo)           # without besteffort
-    everything = _Placer(pool, usable, now, memo)       # for besteffort jobs
+    always = opts.always_assigned
+    fit_usable = usable & ~always if always else usable
+    views = Views(lambda: _Placer(pool, fit_usable, now, memo))
+    containers = Containers(lambda bits: _Placer(pool, bits & fit_usable, now, memo), now)
     running_besteffort: list[Occupation] = []
     for occ in occupations:
         end = occ.end
         if occ.start <= now and end <= now:
             end = now + 1                               # overdue: still holds resources
-        everything.gantt.occupy(occ.start, end, occ.bits)
-        if occ.besteffort:
-            if occ.start <= now < end:
-                running_besteffort.append(occ)
-        else:
-            # EXTENSION (timesharing): compatible timesharing occupations would share
-            normal.gantt.occupy(occ.start, end, occ.bits)
+        bits = occ.bits & ~always if always else occ.bits
+        if occ.suspended and opts.suspended_shareable:
+            bits &= ~opts.suspended_shareable
+        views.occupy(occ.start, end, bits, _share(occ.besteffort, occ.timesharing,
+                                                   occ.placeholder))
+        if occ.besteffort and occ.start <= now < end:
+            running_besteffort.append(occ)
+        if occ.container:
+            containers.add_container(occ.job_id, occ.start, occ.end - security_time, bits)
+        if occ.inner is not None:
+            containers.add_inner(occ.inner, occ.start, end, bits)
+    for date, bits in opts.horizons:
+        views.occupy(max(date, now), FAR, bits & ~always if always else bits)
 
     order = placement_order(waiting)
+    views.expect((j.besteffort, j.timesharing, j.allow) for j in order if j.inner is None)
     kill: set[int] = set()
-    for job in order:
+    clock, deadline = opts.clock, opts.deadline
+    for index, job in enumerate(order):
+        if deadline is not None and clock is not None and clock() >= deadline:
+            result.timed_out = True
+            for late in order[index:]:
+                result.messages[late.job_id] = TIMEOUT_MESSAGE
+            break
         try:
-            placement, message = _schedule_job(pool, usable, job, normal, everything, now,
-                                               security_time)
+            if job.inner is not None:
+                placer, message = containers.placer(job.inner)
+                hole = 0
+            else:
+                placer, message = views.placer((job.besteffort, job.timesharing,
+                                                job.allow)), ""
+                hole = opts.hole_minimum
+            placement = None
+            if placer is not None:
+                placement, message = _schedule_job(pool, placer.usable, job, placer, now,
+                                                   security_time, hole)
+                if placement is None and job.inner is not None:
+                    message = f"in container job {job.inner}: {message}"
         except Exception as exc:                        # one job's bad data: a message
             placement, message = None, f"error: {exc}"
+        if job.inner is None:
+            views.done((job.besteffort, job.timesharing, job.allow))
         if placement is None:
             result.messages[job.job_id] = message
             continue
-        result.placements.append(placement)
         end = placement.start + placement.walltime + security_time
-        everything.gantt.occupy(placement.start, end, placement.bits)
-        if not job.besteffort or job.reservation is not None:
+        if job.inner is not None:
+            containers.add_inner(job.inner, placement.start, end, placement.bits)
+        else:
             # (a new reservation blocks everyone, even one flagged besteffort)
-            normal.gantt.occupy(placement.start, end, placement.bits)
+            views.occupy(placement.start, end, placement.bits, _share(
+                job.besteffort and job.reservation is None, job.timesharing,
+                job.placeholder))
+        if job.container:
+            containers.add_container(job.job_id, placement.start,
+                                     placement.start + placement.walltime, placement.bits)
+        if always:
+            placement = replace(placement, bits=placement.bits | always)
+        result.placements.append(placement)
         if placement.start == now:
             result.to_launch.append(job.job_id)
             if not job.besteffort:
                 for occ in running_besteffort:
-                    if occ.bits & placement.bits:
+                    if occ.bits & placement.bits & ~always:
                         kill.add(occ.job_id)
     result.besteffort_to_kill = sorted(kill)
     return result
 
 
-def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Placer,
-                  everything: _Placer, now: int, security_time: int
+TIMEOUT_MESSAGE = ("not scheduled: the round reached its time limit (SCHEDULER_TIMEOUT) "
+                   "before this job")
+_NO_OPTIONS = RoundOptions()
+
+
+def _share(besteffort: bool, timesharing: str | None, placeholder: str | None) -> Share:
+    if not (besteffort or timesharing or placeholder):
+        return EXCLUSIVE
+    return Share(besteffort, timesharing, placeholder)
+
+
+def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Placer,
+                  now: int, security_time: int, hole_minimum: int = 0
                   ) -> tuple[Placement | None, str]:
-    placer = everything if job.besteffort else normal
     cbits = _resolver(pool, job.constraints)
     if not job.moldables:
         return None, "cannot be satisfied: the job has no resource request"
@@ -305,6 +404,7 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Pla
             return None, (f"reservation rejected: its start {job.reservation} is before the "
                           f"job's earliest start {earliest}")
         earliest = latest = start
+        hole_minimum = 0
     best: tuple[int, Placement] | None = None
     reasons: list[str] = []
     for moldable_id, request in job.moldables:
@@ -321,8 +421,13 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, normal: _Pla
             if bits is None:
                 reasons.append(reason)
                 continue
-        # EXTENSION (quotas, containers, energy saving): restrict/filter here
-        found = placer.place(request, cbits, walltime + security_time, earliest, latest)
+        # EXTENSION (quotas, energy saving): restrict/filter here
+        found = placer.place(request, cbits, walltime + security_time, earliest, latest,
+                             hole_minimum)
+        if found is not None and found[0] >= FAR:
+            reasons.append(f"moldable {moldable_id}: no slot before the end of availability "
+                           "of the resources")
+            continue
         if found is None:
             if latest is not None:
                 reasons.append(f"moldable {moldable_id}: no slot at {latest}")

@@ -49,9 +49,30 @@ after every job of the earlier waves; it cannot start before its required job an
 A bug in one job's stored data (broken resource rows, a bad expression) gives that job a
 message and never stops the round.
 
-Not done here (EXTENSION): ``available_upto`` as a planning horizon, a reservation
-waiting for missing resources (``RESERVATION_WAITING_RESOURCES_TIMEOUT``), containers,
-timesharing, quotas, karma ordering.
+Policies (:class:`~oar_appliance.sched.policies.RoundOptions` and the job attributes):
+
+- ``-t`` types of every loaded job: ``timesharing[=user|*,name|*]`` (key with the job's
+  user and name), ``placeholder=NAME``, ``allow=NAME``, ``container[=NAME]``,
+  ``inner=ID|NAME`` (a name designates the unfinished container job of that name, the
+  job's own user's first, lowest id); a waiting inner job whose container is not loaded
+  (unknown, held, ended) gets a message; one whose container waits in the same round is
+  scheduled in the wave after it;
+- resources: ``available_upto`` strictly between 0 and 2^31 - 1 is a horizon;
+  ``SCHEDULER_RESOURCES_ALWAYS_ASSIGNED_TYPE`` and
+  ``SCHEDULER_AVAILABLE_SUSPENDED_RESOURCE_TYPE`` select resources by their ``type``;
+  ``SCHEDULER_GANTT_HOLE_MINIMUM_TIME`` is the minimum backfilling hole;
+- ``SCHEDULER_TIMEOUT`` (seconds, 0: no limit) bounds the placement of jobs, all waves
+  together; the round then writes what it decided and the summary says it stopped;
+- accepted reservations whose start has come (:mod:`~oar_appliance.sched.reservations`):
+  launched on all their resources when they are usable (Alive, or Absent with a future
+  ``available_upto``) and not held by a running job; otherwise they wait
+  ``RESERVATION_WAITING_RESOURCES_TIMEOUT`` (message, slot kept), then start on what is
+  left (event ``SCHEDULER_REDUCE_NB_NODES_FOR_RESERVATION``), or go to ``Error`` when
+  nothing is left (event ``RESERVATION_NO_RESOURCE``) or when their start passed by more
+  than their walltime (event ``RESERVATION_EXPIRED``); running besteffort jobs on the
+  resources of a reservation starting now are killed as for any job.
+
+Not done here (EXTENSION): quotas, karma ordering, energy saving.
 """
 
 from __future__ import annotations
@@ -68,8 +89,13 @@ from ..db.connection import backend_for, quote_identifier
 from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
-from .core import Occupation, Placement, RoundResult, WaitingJob, schedule_round
+from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
 from .hierarchy import ResourcePool
+from .metasched_policies import (conf_value, kill_for_reservations, occupation, read_policies,
+                                 reservations_due, resolve_inner, round_options)
+from .policies import RoundOptions
+from .reservations import EXPIRED, LAUNCH, REDUCE, WAIT, ReservationStart
+from .sharing import JobPolicy
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +121,16 @@ class RoundReport:
     rejected_reservations: list[int] = field(default_factory=list)
     accepted_reservations: list[int] = field(default_factory=list)
     besteffort_kills: list[int] = field(default_factory=list)
+    #: the round stopped at SCHEDULER_TIMEOUT
+    timed_out: bool = False
 
     def summary(self) -> str:
-        return (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
+        text = (f"Scheduled {len(self.placed)} jobs: {len(self.to_launch)} to launch, "
                 f"{len(self.planned)} planned, {len(self.messages)} not schedulable, "
                 f"{len(self.besteffort_kills)} besteffort kills.")
+        if self.timed_out:
+            text += " Stopped at SCHEDULER_TIMEOUT."
+        return text
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -227,6 +258,12 @@ class _Job:
     message: str
     moldables: list[tuple[int, int]] = field(default_factory=list)   # (moldable_id, walltime)
     types: list[str] = field(default_factory=list)
+    user: str | None = None
+    name: str | None = None
+    #: the attributes of its -t types (set by _load; None until then or when malformed)
+    policy: JobPolicy | None = None
+    #: the container job id of an inner job, once resolved
+    container_id: int | None = None
 
     @property
     def besteffort(self) -> bool:
@@ -250,6 +287,9 @@ class _Loaded:
     required: dict[int, _Job]                              # required jobs outside `jobs`
     kept_reservations: list[tuple[_Job, int, int, list[int]]]  # job, moldable, start, rids
     queue_rank: dict[str, int]
+    options: RoundOptions = field(default_factory=RoundOptions)
+    #: resources a due reservation may start on (state only: Alive, or Absent to wake up)
+    startable: int = 0
 
     @property
     def kept_by_job(self) -> dict[int, tuple]:
@@ -273,12 +313,13 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     # jobs: the active ones and the waiting ones (one query)
     states = ACTIVE_STATES + ("Waiting",)
     job_cols = ('"job_id", "state", "reservation", "queue_name", "properties", "start_time", '
-                '"assigned_moldable_job", "job_type", "exit_code", "message"')
+                '"assigned_moldable_job", "job_type", "exit_code", "message", "job_user", "job_name"')
     jobs: dict[int, _Job] = {}
     for row in _rows(db, f'SELECT {job_cols} FROM "jobs" WHERE "state" IN ({_marks(db, len(states))})',
                      states):
         jobs[row[0]] = _Job(row[0], row[1], row[2] or "None", row[3] or "", row[4] or None,
-                            row[5] or 0, row[6] or 0, row[7] or "PASSIVE", row[8], row[9] or "")
+                            row[5] or 0, row[6] or 0, row[7] or "PASSIVE", row[8], row[9] or "",
+                            user=row[10], name=row[11])
     state_filter = f'j."state" IN ({_marks(db, len(states))})'
 
     for job_id, moldable_id, walltime in _rows(
@@ -323,6 +364,8 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
 
     requests: dict[int, list[tuple[int, Any]]] = {}
     broken: dict[int, str] = {}
+    read_policies(jobs, waiting_ids, broken)
+    resolve_inner(jobs, waiting_ids, broken)
     for job in waiting:
         try:
             built = []
@@ -368,8 +411,10 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     constraints = _Constraints(pool, columns)
     constraints.parsed = probe.parsed
     ids_by_position = [r["resource_id"] for r in rows]
-    usable = pool.bits_where(lambda r: (r["state"] == "Alive" or (
-        r["state"] == "Absent" and (r["available_upto"] or 0) > now)) and r.get("drain") != "YES")
+    startable = pool.bits_where(lambda r: r["state"] == "Alive" or (
+        r["state"] == "Absent" and (r["available_upto"] or 0) > now))
+    usable = startable & pool.bits_where(lambda r: r.get("drain") != "YES")
+    options = round_options(config, pool, usable, now)
 
     # occupations: running jobs on their assigned resources
     assigned: dict[int, list[int]] = {}
@@ -385,8 +430,8 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         if job is None:
             continue
         walltime = dict(job.moldables).get(job.assigned_moldable, 0)
-        occupations.append(Occupation(job_id, job.start_time, job.start_time + walltime + security,
-                                      pool.bits_of_ids(rids), besteffort=job.besteffort))
+        occupations.append(occupation(job, job.start_time, job.start_time + walltime + security,
+                                       pool.bits_of_ids(rids)))
 
     # accepted reservations keep their slot (their Gantt prediction)
     kept: dict[int, tuple[int, int]] = {}
@@ -409,12 +454,12 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
         rids = kept_rids.get(moldable_id, [])
         walltime = dict(job.moldables).get(moldable_id, 0)
         kept_reservations.append((job, moldable_id, start, rids))
-        occupations.append(Occupation(job_id, start, start + walltime + security,
-                                      pool.bits_of_ids(rids)))
+        occupations.append(occupation(job, start, start + walltime + security,
+                                       pool.bits_of_ids(rids), reservation=True))
 
     return _Loaded(pool, usable, ids_by_position, occupations, waiting, jobs, requests, broken,
                    constraints, dependencies, required, kept_reservations,
-                   {q: p for q, p in priority.items()})
+                   {q: p for q, p in priority.items()}, options, startable)
 
 
 # ------------------------------------------------------------------------------ the round
@@ -448,6 +493,8 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
             waiting_on = True
             continue
         return "blocked", f"dependency on job {req_id} which is {req.state} and not scheduled"
+    if job.container_id is not None and job.container_id in unresolved:
+        waiting_on = True                               # its container is placed first
     if waiting_on:
         return "wait", 0
     return "ok", earliest
@@ -476,25 +523,35 @@ def _schedule(loaded: _Loaded, now: int, security: int) -> RoundResult:
                 later.append(job)
             else:
                 props = job.properties.strip() if job.properties else None
+                policy = job.policy or JobPolicy()
                 wave.append(WaitingJob(
                     job.job_id, tuple(loaded.requests[job.job_id]),
                     constraints=(lambda text, p=props: constraints.of(p, text)),
                     earliest_start=value, besteffort=job.besteffort,
-                    reservation=job.start_time if job.reservation == "toSchedule" else None))
+                    reservation=job.start_time if job.reservation == "toSchedule" else None,
+                    timesharing=policy.timesharing, placeholder=policy.placeholder,
+                    allow=policy.allow, container=policy.container is not None,
+                    inner=job.container_id))
         if not wave:
             for job in later:
                 result.messages[job.job_id] = "dependency cycle: its required jobs wait for it"
             break
-        part = schedule_round(pool, usable, occupations, wave, now, security)
+        part = schedule_round(pool, usable, occupations, wave, now, security,
+                              options=loaded.options)
         result.messages.update(part.messages)
         result.to_launch.extend(part.to_launch)
         kills.update(k for k in part.besteffort_to_kill if k in running_besteffort)
-        besteffort_ids = {w.job_id for w in wave if w.besteffort and w.reservation is None}
         for p in part.placements:
             result.placements.append(p)
             placed[p.job_id] = p
-            occupations.append(Occupation(p.job_id, p.start, p.start + p.walltime + security,
-                                          p.bits, besteffort=p.job_id in besteffort_ids))
+            job = loaded.jobs[p.job_id]
+            occupations.append(occupation(job, p.start, p.start + p.walltime + security,
+                                           p.bits, reservation=job.reservation != "None"))
+        if part.timed_out:
+            result.timed_out = True
+            for job in later:
+                result.messages[job.job_id] = TIMEOUT_MESSAGE
+            break
         # a job waiting on one that could not be placed is blocked in the next wave
         pending = later
     result.besteffort_to_kill = sorted(kills)
@@ -505,16 +562,18 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     """One scheduling round: load, schedule, write atomically; see the module docstring."""
     security = int(config.get("SCHEDULER_JOB_SECURITY_TIME", 0) or 0)
     loaded = _load(db, config, now)
+    due = reservations_due(loaded, now, int(conf_value(config, "RESERVATION_WAITING_RESOURCES_TIMEOUT") or 0))
     result = _schedule(loaded, now, security)
+    kill_for_reservations(loaded, due, result)
     report = RoundReport(now=now)
-    _write(db, loaded, result, now, report)
+    _write(db, loaded, result, now, report, due)
     return report
 
 
 # ------------------------------------------------------------------------------ writing
 
 def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
-           report: RoundReport) -> None:
+           report: RoundReport, due: Mapping[int, ReservationStart] | None = None) -> None:
     jobs, pool = loaded.jobs, loaded.pool
     ph = backend_for(db).placeholder
 
@@ -528,13 +587,36 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
     to_launch = set(result.to_launch)
     accepted: list[int] = []
 
+    due = due or {}
+    events: list[dict] = []
+    errors: list[tuple[int, str]] = []                 # due reservations going to Error
     for job, moldable_id, start, rids in loaded.kept_reservations:
-        if start <= now:
-            launch.append((job.job_id, moldable_id, rids))
-            report.to_launch.append(job.job_id)
-        else:
+        decision = due.get(job.job_id)
+        if decision is None:
             predictions.append((moldable_id, start))
             gantt_resources.extend((moldable_id, r) for r in rids)
+            continue
+        action = decision.action
+        if action in (LAUNCH, REDUCE):
+            launch.append((job.job_id, moldable_id, rids_of(decision.bits)))
+            report.to_launch.append(job.job_id)
+            if action == REDUCE:
+                events.append({"type": "SCHEDULER_REDUCE_NB_NODES_FOR_RESERVATION",
+                               "job_id": job.job_id, "date": now,
+                               "description": decision.message[:MESSAGE_MAX], "to_check": "NO"})
+                messages.append((decision.message[:MESSAGE_MAX], job.job_id))
+        elif action == WAIT:
+            predictions.append((moldable_id, start))
+            gantt_resources.extend((moldable_id, r) for r in rids)
+            report.messages[job.job_id] = decision.message
+            if decision.message != job.message:
+                messages.append((decision.message[:MESSAGE_MAX], job.job_id))
+        else:
+            kind = "RESERVATION_EXPIRED" if action == EXPIRED else "RESERVATION_NO_RESOURCE"
+            errors.append((job.job_id, decision.message[:MESSAGE_MAX]))
+            report.messages[job.job_id] = decision.message
+            events.append({"type": kind, "job_id": job.job_id, "date": now,
+                           "description": decision.message[:MESSAGE_MAX], "to_check": "NO"})
 
     for p in result.placements:
         job = jobs[p.job_id]
@@ -564,6 +646,7 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
         elif job is None or text != job.message:
             messages.append((text, job_id))
     report.rejected_reservations = [j for j, _ in rejected]
+    report.timed_out = result.timed_out
     report.accepted_reservations = accepted
     report.besteffort_kills = list(result.besteffort_to_kill)
 
@@ -583,11 +666,14 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
                 f'UPDATE "jobs" SET "message" = {ph} WHERE "job_id" = {ph}', messages)
         if accepted:
             bulk.update_by_ids(db, "jobs", "job_id", accepted, {"reservation": "Scheduled"})
+        rejected += errors
         if rejected:
             db.cursor().executemany(
                 f'UPDATE "jobs" SET "state" = \'Error\', "message" = {ph} '
                 f'WHERE "job_id" = {ph} AND "state" = \'Waiting\'', [(t, j) for j, t in rejected])
             _log_states(db, [j for j, _ in rejected], "Error", now)
+        if events:
+            EventLog.insert_many(events).execute()
         if launch:
             db.cursor().executemany(
                 f'UPDATE "jobs" SET "state" = \'toLaunch\', "start_time" = {ph}, '

@@ -206,11 +206,8 @@ def test_absent_node_usable_until_its_available_upto(fig, db_url, now):
     assert row(db_url, never)["message"].startswith("cannot be satisfied")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "available_upto is not a planning horizon: an Absent node usable until now + 30 min "
-    "gets a 1 h job starting now (REFERENCE: nothing may be planned past a resource's "
-    "available_upto); metasched lists it as an EXTENSION not done"))
 def test_nothing_is_planned_past_available_upto(fig, db_url, now):
+    """REFERENCE: nothing may be planned past a resource's available_upto."""
     absent_until(db_url, "node-4", now + 1800)
     long_ = sub(fig, "-p", "network_address = 'node-4'", "-l", "/nodes=1,walltime=1:00:00", "a")
     wide = sub(fig, "-l", "/nodes=4,walltime=1:00:00", "b")
@@ -298,11 +295,9 @@ def test_reservation_whose_slot_has_passed_is_rejected(fig, db_url, now):
     assert got["message"].startswith("reservation rejected")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an accepted reservation whose start passed by more than its walltime (no round "
-    "during its whole slot) is launched at the next round instead of going to Error "
-    "(REFERENCE); metasched launches every kept reservation whose start <= now"))
 def test_accepted_reservation_missed_entirely_goes_to_error(fig, db_url, now):
+    """An accepted reservation whose start passed by more than its walltime (no round
+    during its whole slot) goes to Error instead of being launched."""
     start = now + HOUR
     resa = sub(fig, "-r", date_text(start), "-l", "/nodes=1,walltime=1:00:00")
     round_at(fig, now)
@@ -323,13 +318,9 @@ def test_late_round_launches_a_reservation_inside_its_slot(fig, db_url, now):
     assert assigned(db_url, resa) == NODE["node-1"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an accepted reservation is launched at its start on all its resources even when a "
-    "job still running past its walltime holds one of them: two jobs on the same cores "
-    "(REFERENCE: a reservation missing resources at its start waits "
-    "RESERVATION_WAITING_RESOURCES_TIMEOUT, then runs on what it has); metasched._write "
-    "launches kept reservations without looking at the occupations"))
 def test_reservation_never_launched_on_cores_still_in_use(fig, db_url, now):
+    """A job still running past its walltime holds its cores: an accepted reservation
+    on them is not launched there at its start (it waits for its resources)."""
     start = now + HOUR
     busy = sub(fig, "-l", "/nodes=1,walltime=0:30:00", "busy")
     resa = sub(fig, "-r", date_text(start), "-l", "/nodes=1,walltime=1:00:00")
@@ -505,6 +496,90 @@ def test_moldable_keeps_the_alternative_that_finishes_first(fig, db_url, now):
     assert row(db_url, wide)["state"] == "Waiting"
     assert predicted(fig, wide) == (now + 10 + 90 * 60 + SECURITY, list(range(1, 17)))
     assert row(db_url, wide)["message"] == "R=16,W=1:0:0,J=B,Q=default"
+
+
+# ------------------------------------------------------------------ timesharing
+
+@pytest.fixture
+def as_user(monkeypatch):
+    """``as_user("bob")``: the next commands run as bob (the caller's login, as oarsub
+    reads it)."""
+
+    def switch(name):
+        monkeypatch.setattr("oar_appliance.cli.common.caller_name", lambda environ=None: name)
+
+    return switch
+
+
+def test_timesharing_user_and_all_modes(fig, db_url, now, as_user):
+    """``timesharing=user,*`` shares with the same user's jobs of that mode, ``*,*`` (the
+    default) with anyone's jobs of that mode, ``user,name`` with the same user and name;
+    a job that is not timesharing shares nothing."""
+    def ts(user, mode, name):
+        as_user(user)
+        return sub(fig, "-t", mode, "-n", name, "-l", "/nodes=1,walltime=1:00:00", "prog")
+
+    a = ts("alice", "timesharing=user,*", "x")
+    b = ts("alice", "timesharing=user,*", "y")             # same user: shares a's node
+    c = ts("bob", "timesharing=user,*", "x")               # another user
+    d = ts("bob", "timesharing", "x")                       # *,* : another key than c's
+    e = ts("alice", "timesharing=*,*", "z")                # shares d's node
+    f = ts("alice", "timesharing=user,name", "sim")
+    g = ts("alice", "timesharing=user,name", "sim")        # shares f's node
+    h = ts("bob", "timesharing=user,name", "sim")          # another user: waits
+    as_user("alice")
+    plain = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "plain")
+    as_user("oar")                                          # the scheduler's account
+    round_at(fig, now)
+    assert assigned(db_url, a) == assigned(db_url, b) == NODE["node-1"]
+    assert assigned(db_url, c) == NODE["node-2"]
+    assert assigned(db_url, d) == assigned(db_url, e) == NODE["node-3"]
+    assert assigned(db_url, f) == assigned(db_url, g) == NODE["node-4"]
+    for jid in (h, plain):
+        assert row(db_url, jid)["state"] == "Waiting"
+        assert predicted(fig, jid)[0] == now + HOUR + SECURITY
+
+
+def test_timesharing_name_mode_across_users(fig, db_url, now, as_user):
+    as_user("alice")
+    first = sub(fig, "-t", "timesharing=*,name", "-n", "post", "-l", "/nodes=4,walltime=1:00:00", "a")
+    as_user("bob")
+    same_name = sub(fig, "-t", "timesharing=*,name", "-n", "post", "-l", "/nodes=2/cpu=1,walltime=0:30:00", "b")
+    other_name = sub(fig, "-t", "timesharing=*,name", "-n", "pre", "-l", "/core=1,walltime=0:30:00", "c")
+    as_user("oar")
+    round_at(fig, now)
+    assert row(db_url, first)["state"] == row(db_url, same_name)["state"] == "toLaunch"
+    assert assigned(db_url, same_name) == [1, 2, 5, 6]
+    assert predicted(fig, other_name)[0] == now + HOUR + SECURITY
+
+
+# ------------------------------------------------------------------ containers
+
+def test_container_and_inner_jobs_of_the_spec(fig, db_url, now):
+    """The spec's example, on 4 nodes: a container of 3 nodes for 2:10:00; inner jobs of
+    2, 1 and 3 nodes run inside it, one after the other when they must; one of 4 nodes is
+    never scheduled; the jobs outside wait for the container's nodes."""
+    container = sub(fig, "-t", "container", "-l", "/nodes=3,walltime=2:10:00", "c")
+    round_at(fig, now)
+    assert assigned(db_url, container) == NODE["node-1"] + NODE["node-2"] + NODE["node-3"]
+    set_state(db_url, container, "Running")                 # the server ran it
+    two = sub(fig, "-t", f"inner={container}", "-l", "/nodes=2,walltime=0:30:00", "i2")
+    one = sub(fig, "-t", f"inner={container}", "-l", "/nodes=1,walltime=0:30:00", "i1")
+    three = sub(fig, "-t", f"inner={container}", "-l", "/nodes=3,walltime=1:00:00", "i3")
+    four = sub(fig, "-t", f"inner={container}", "-l", "/nodes=4,walltime=0:10:00", "i4")
+    too_long = sub(fig, "-t", f"inner={container}", "-l", "/nodes=1,walltime=2:10:00", "il")
+    outside = sub(fig, "-l", "/nodes=2,walltime=1:00:00", "o")
+    round_at(fig, now + 10)
+    assert assigned(db_url, two) == NODE["node-1"] + NODE["node-2"]
+    assert assigned(db_url, one) == NODE["node-3"]
+    assert predicted(fig, three) == (now + 10 + 30 * 60 + SECURITY,
+                                     NODE["node-1"] + NODE["node-2"] + NODE["node-3"])
+    for jid in (four, too_long):                            # never, with the reason
+        assert row(db_url, jid)["state"] == "Waiting"
+        assert predicted(fig, jid) == (None, [])
+        assert f"container job {container}" in row(db_url, jid)["message"]
+    # outside: only node-4 is free of the container until its end
+    assert predicted(fig, outside)[0] == now + 2 * HOUR + 10 * 60 + SECURITY
 
 
 # ------------------------------------------------------------------ stability

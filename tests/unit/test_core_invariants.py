@@ -506,8 +506,8 @@ NAMES = (None, None, None, "p1")
 @st.composite
 def policy_scenarios(draw):
     """The scenarios above, plus timesharing keys, placeholder / allow names, containers
-    and their inner jobs (running and waiting, some naming no container), and horizons
-    (available_upto)."""
+    and their inner jobs (running and waiting, some naming no container), horizons
+    (available_upto) and a minimum hole for backfilling."""
     rows, usable, occs, jobs, now, security = draw(scenarios(max_resources=16, max_jobs=7))
     pick = lambda seq: seq[draw(st.integers(0, len(seq) - 1))]  # noqa: E731
     occs = [replace(o, timesharing=pick(KEYS), placeholder=pick(NAMES),
@@ -534,7 +534,9 @@ def policy_scenarios(draw):
                                    sub, inner=c.job_id))
     horizons = tuple((draw(st.integers(0, now + 80)), draw(st.integers(0, (1 << len(rows)) - 1)))
                      for _ in range(draw(st.integers(0, 2))))
-    return rows, usable, occs, new_jobs, now, security, RoundOptions(horizons=horizons)
+    hole = (0, 0, 5, 20)[draw(st.integers(0, 3))]       # SCHEDULER_GANTT_HOLE_MINIMUM_TIME
+    return (rows, usable, occs, new_jobs, now, security,
+            RoundOptions(horizons=horizons, hole_minimum=hole))
 
 
 def run_policies(scenario):

@@ -3,12 +3,13 @@ round obeys the scheduling rules.
 
 A fixed-seed workload (so a failure is reproducible) is submitted with ``oarsub`` on the
 hierarchy figure's cluster (tests/cli/test_sched_examples.py): node, cpu, core and switch
-requests, ``-p``, moldable alternatives, besteffort jobs, dependencies, advance
-reservations.  Several rounds run; between them the jobs launched are set Running and some
+requests, ``-p``, moldable alternatives, besteffort and timesharing jobs, dependencies,
+advance reservations.  Several rounds run; between them the jobs launched are set Running and some
 of the running ones end (with exit code 0 or not), as the server (not built yet) would.
 
 After each round, read back from the tables: no resource is held or planned twice at once
-(a normal job may overlap a besteffort one, which must then be killed if both run now),
+(a normal job may overlap a besteffort one, which must then be killed if both run now;
+timesharing jobs of one key may overlap),
 every waiting job has a prediction or a message, no prediction is before the round,
 dependent jobs start after their required job's end, accepted reservations sit exactly at
 their date, the resource count of each placement matches the job's message.
@@ -46,6 +47,8 @@ def submit_workload(oar, rnd, now, n, existing):
             argv += ["-r", date_text(now + rnd.choice([1, 2, 3, 5]) * 1800)]
         elif kind < 0.35:
             argv += ["-l", f"{rnd.choice(REQUESTS)},walltime={rnd.choice(['0:20:00', '4:00:00'])}"]
+        elif kind < 0.45:
+            argv += ["-t", "timesharing"]                   # *,*: shares with its kind
         if rnd.random() < 0.15:
             argv += ["-p", "switch = 'sw1'"]
         if existing + ids and rnd.random() < 0.2 and "-r" not in argv:
@@ -112,7 +115,9 @@ def check_round(db_url, now):
             assert job["message"], job_id                       # no plan: says why
     for a, b in combinations(items, 2):
         if a[1] < b[2] and b[1] < a[2] and a[3] & b[3]:
-            # only a normal job over a besteffort one
+            if "timesharing" in jobs[a[0]]["types"] and "timesharing" in jobs[b[0]]["types"]:
+                continue                                    # timesharing jobs of one key
+            # otherwise only a normal job over a besteffort one
             assert a[4] != b[4], (a, b)
             normal, best = (a, b) if b[4] else (b, a)
             if normal[5] and best[5] and jobs[normal[0]]["start"] == now:
@@ -160,7 +165,7 @@ def test_rounds_on_a_generated_workload(fig, db_url, seed):  # noqa: F811
     ids = submit_workload(fig, rnd, now, 14, [])
     assert len(ids) >= 10
     seen = {"planned": 0, "launched": 0, "reservations": 0, "rejected": 0, "dependent": 0,
-            "blocked": 0, "besteffort": 0, "kills": 0}
+            "blocked": 0, "besteffort": 0, "kills": 0, "shared": 0}
     for step in range(4):
         out = round_at(fig, now)
         jobs = check_round(db_url, now)
@@ -173,6 +178,8 @@ def test_rounds_on_a_generated_workload(fig, db_url, seed):  # noqa: F811
         seen["blocked"] += sum(1 for j in waiting if "exit code" in j["message"])
         seen["besteffort"] += sum(1 for j in jobs.values() if "besteffort" in j["types"] and j["state"] == "toLaunch")
         seen["kills"] += int(out.split(", ")[-1].split()[0])
+        ts = [j for j in jobs.values() if "timesharing" in j["types"] and j["state"] in ACTIVE]
+        seen["shared"] += sum(1 for x, y in combinations(ts, 2) if x["assigned"] & y["assigned"])
         later = now + rnd.choice([600, 1800, 3600])
         server_step(db_url, rnd, jobs, now, later)
         now = later

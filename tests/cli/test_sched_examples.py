@@ -594,6 +594,30 @@ def test_container_and_inner_jobs_of_the_spec(fig, db_url, now):
     assert predicted(fig, outside)[0] == now + 2 * HOUR + 10 * 60 + SECURITY
 
 
+def test_container_reservation_takes_inner_jobs_in_its_slot(fig, db_url, now):
+    """``-t container`` on an advance reservation: its inner jobs are planned inside the
+    reserved slot, on its resources."""
+    start = now + HOUR
+    resa = sub(fig, "-r", date_text(start), "-t", "container", "-l", "/nodes=2,walltime=2:00:00")
+    round_at(fig, now)
+    assert predicted(fig, resa) == (start, NODE["node-1"] + NODE["node-2"])
+    inner = sub(fig, "-t", f"inner={resa}", "-l", "/nodes=1,walltime=1:00:00", "i")
+    second = sub(fig, "-t", f"inner={resa}", "-l", "/nodes=2,walltime=0:59:00", "j")
+    round_at(fig, now + 10)
+    assert predicted(fig, inner) == (start, NODE["node-1"])
+    assert predicted(fig, second)[0] == start + HOUR + SECURITY
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "oarsub accepts -t inner=ID with -r DATE (the job is stored); the spec: '-t inner=... "
+    "cannot be used with a reservation'"))
+def test_inner_job_cannot_be_a_reservation(fig, db_url, now):
+    start = now + HOUR
+    resa = sub(fig, "-r", date_text(start), "-t", "container", "-l", "/nodes=2,walltime=2:00:00")
+    refused = fig("oarsub", "-r", date_text(start), "-t", f"inner={resa}", "-l", "/nodes=1", "k")
+    assert refused.rc != 0 and refused.err.startswith("#ERROR: ")
+
+
 # ------------------------------------------------------------------ stability
 
 def test_plans_are_kept_from_round_to_round(fig, db_url, now):

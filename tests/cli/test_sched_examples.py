@@ -292,6 +292,18 @@ def test_reservation_comes_before_an_earlier_batch_job(fig, db_url, now):
     assert row(db_url, busy)["state"] == "toLaunch"
 
 
+def test_moldable_reservation_takes_the_alternative_that_fits_at_its_date(fig, db_url, now):
+    busy = sub(fig, "-l", "/nodes=2,walltime=3:00:00", "busy")
+    round_at(fig, now)
+    assert assigned(db_url, busy) == NODE["node-1"] + NODE["node-2"]
+    start = now + HOUR
+    resa = sub(fig, "-r", date_text(start), "-l", "/nodes=4,walltime=0:30:00",
+               "-l", "/nodes=2,walltime=1:00:00")
+    round_at(fig, now + 10)
+    assert predicted(fig, resa) == (start, NODE["node-3"] + NODE["node-4"])
+    assert row(db_url, resa)["message"] == "R=8,W=1:0:0,J=B,Q=default"
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "a new reservation first seen after its whole slot has passed (scheduler down, round "
     "at start + 2 h for a 1 h reservation) is moved to now and launched for its full "

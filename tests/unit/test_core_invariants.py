@@ -36,6 +36,7 @@ LABELS = ("resource_id", "switch", "network_address", "cpu", "core")
 TOP_DOWN = ("switch", "nodes", "cpu", "core")
 SYMBOLIC = ("ALL", "BEST", "HALF_BEST")
 CONSTRAINT_TEXTS = ("c0", "c1")
+FOREVER = 1 << 62
 
 
 def fast(n):
@@ -426,7 +427,9 @@ def brute_force(model, job, usable, ivs, now, security):
             t = max(now, job.reservation)
             candidates = [t] if t >= earliest else []
         else:
-            horizon = max([earliest] + [e for _, e, _, _ in ivs]) + 1
+            # past every finite end (and every start of an endless interval, a horizon),
+            # the free set no longer changes: the last candidate worth trying
+            horizon = max([earliest] + [e if e < FOREVER else s for s, e, _, _ in ivs]) + 1
             candidates = range(earliest, horizon + 1)
         for t in candidates:
             dur = request.walltime + security
@@ -638,3 +641,40 @@ def test_inner_jobs_respect_horizons():
     res = schedule_round(pool, pool.all_bits, [container], [inner], 10,
                          options=RoundOptions(horizons=((20, pool.all_bits),)))
     assert res.placements == [] and 2 in res.messages
+
+
+@st.composite
+def tiny_policy_scenarios(draw):
+    """Tiny clusters with sharing rules and horizons, single-group requests, no hole
+    minimum (for the brute force below)."""
+    rows, usable, occs, jobs, now, security = draw(
+        scenarios(max_resources=8, max_jobs=5, max_groups=1, max_walltime=12))
+    pick = lambda seq: seq[draw(st.integers(0, len(seq) - 1))]  # noqa: E731
+    occs = [replace(o, timesharing=pick(KEYS), placeholder=pick(NAMES)) for o in occs]
+    jobs = [replace(j, timesharing=pick(KEYS), placeholder=pick(NAMES), allow=pick(NAMES))
+            for j in jobs]
+    horizons = tuple((draw(st.integers(now, now + 40)), draw(st.integers(0, (1 << len(rows)) - 1)))
+                     for _ in range(draw(st.integers(0, 2))))
+    return rows, usable, occs, jobs, now, security, RoundOptions(horizons=horizons)
+
+
+@fast(400)
+@given(tiny_policy_scenarios())
+def test_policies_start_is_the_earliest_possible(scenario):
+    """Brute force with the sharing rules: a job sees free what the earlier jobs and
+    occupations it may share with hold, and nothing of a horizon from its date on."""
+    rows, usable, occs, jobs, now, security, options = scenario
+    res = run_policies(scenario)
+    model = Model(rows)
+    placed = {p.job_id: p for p in res.placements}
+    held = [(o, max(o.start, now), now + 1 if o.start <= now and o.end <= now else o.end,
+             positions(o.bits)) for o in occs]
+    for job in placement_order(jobs):
+        ivs = [(s, e, pos, True) for o, s, e, pos in held if not shares(o, job)]
+        ivs += [(date, FOREVER, positions(bits), True) for date, bits in options.horizons]
+        expected = brute_force(model, job, usable, ivs, now, security)
+        p = placed.get(job.job_id)
+        got = None if p is None else (p.moldable_id, p.start)
+        assert got == expected, (job, p, res.messages.get(job.job_id))
+        if p is not None:
+            held.append((job, p.start, p.start + p.walltime + security, positions(p.bits)))

@@ -144,6 +144,7 @@ class ResourcePool:
         self.all_bits = (1 << self.size) - 1
         self._labels: dict[str, _Label] = {}
         self._compiled: dict[tuple[Level, ...], tuple] = {}
+        self._value_index: dict[tuple[str, ...], dict[tuple, list[int]]] = {}
 
     # -- sets ---------------------------------------------------------------------------
     def bits_of_ids(self, ids: Iterable[int]) -> int:
@@ -165,6 +166,30 @@ class ResourcePool:
         if not self.size:
             return 0
         return int("".join("1" if predicate(r) else "0" for r in reversed(self.rows)), 2)
+
+    def bits_where_columns(self, columns: Iterable[str],
+                           predicate: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Like :meth:`bits_where` for a predicate that reads only ``columns``: it is
+        called once per distinct combination of their values (a row given to it holds
+        only those columns), not once per resource.
+        """
+        cols = tuple(sorted(columns))
+        index = self._value_index.get(cols)
+        if index is None:
+            index = {}
+            for pos, row in enumerate(self.rows):
+                key = tuple([row.get(c) for c in cols])
+                found = index.get(key)
+                if found is None:
+                    index[key] = [pos]
+                else:
+                    found.append(pos)
+            self._value_index[cols] = index
+        chosen = [positions for key, positions in index.items()
+                  if predicate(dict(zip(cols, key)))]
+        if len(chosen) == len(index):
+            return self.all_bits
+        return _bits_of_positions((p for positions in chosen for p in positions), self.size)
 
     # -- labels -------------------------------------------------------------------------
     def label(self, name: str) -> str:

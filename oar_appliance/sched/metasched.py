@@ -193,7 +193,8 @@ class _Constraints:
     def _text_bits(self, text: str) -> int:
         bits = self.text_bits.get(text)
         if bits is None:
-            bits = self.text_bits[text] = self.pool.bits_where(self._parse(text)[1])
+            used, predicate, _ = self._parse(text)
+            bits = self.text_bits[text] = self.pool.bits_where_columns(used, predicate)
         return bits
 
     def of(self, properties: str | None, text: str | None) -> int:
@@ -207,7 +208,8 @@ class _Constraints:
                 bits &= self._text_bits(t)
             if not any("type" in self._parse(t)[0] for t in texts):
                 if self.default_type is None:
-                    self.default_type = self.pool.bits_where(lambda r: r["type"] == "default")
+                    self.default_type = self.pool.bits_where_columns(
+                        ("type",), lambda r: r["type"] == "default")
                 bits &= self.default_type
             self.bits[key] = bits
         return bits

@@ -145,6 +145,7 @@ class ResourcePool:
         self._labels: dict[str, _Label] = {}
         self._compiled: dict[tuple[Level, ...], tuple] = {}
         self._value_index: dict[tuple[str, ...], dict[tuple, list[int]]] = {}
+        self._block_sizes: dict[tuple[str, int], list[int]] = {}
 
     # -- sets ---------------------------------------------------------------------------
     def bits_of_ids(self, ids: Iterable[int]) -> int:
@@ -241,6 +242,55 @@ class ResourcePool:
             self._compiled.clear()
         self._compiled[key] = compiled
         return compiled
+
+
+def _sorted_block_sizes(pool: ResourcePool, lab: _Label, tree: int) -> list[int]:
+    """The sizes of the blocks of a label inside tree (those meeting it), increasing."""
+    key = (lab.name, tree)
+    sizes = pool._block_sizes.get(key)
+    if sizes is None:
+        per_block: dict[int, int] = {}
+        owner, text = lab.owner, bin(tree)[:1:-1]
+        i = text.find("1")
+        while i >= 0:
+            bi = owner[i]
+            if bi >= 0:
+                per_block[bi] = per_block.get(bi, 0) + 1
+            i = text.find("1", i + 1)
+        sizes = sorted(per_block.values())
+        if len(pool._block_sizes) > 1024:
+            pool._block_sizes.clear()
+        pool._block_sizes[key] = sizes
+    return sizes
+
+
+def group_lower_bound(pool: ResourcePool, group_levels: Sequence[Level], tree: int) -> int:
+    """A lower bound of the number of resources that any fit of the group on ``tree``
+    takes, whatever the free set (0 when the group cannot be compiled).
+
+    A group of one level takes whole blocks of ``tree`` (each block's part in the tree, all
+    free): at least the n smallest of them, or all of them for ``ALL``; a deeper group at
+    least the product of its counts.
+    """
+    try:
+        levels = pool._compile(group_levels)
+    except ValueError:
+        return 0
+    if len(levels) == 1:
+        lab, code, _ = levels[0]
+        if lab.atomic:
+            return code if code > 0 else (tree & lab.cover).bit_count() if code == ALL else 1
+        sizes = _sorted_block_sizes(pool, lab, tree)
+        if code > 0:
+            return sum(sizes[:code])
+        if code == ALL:
+            return sum(sizes)
+        return sizes[0] if sizes else 0
+    bound = 1
+    for _, code, _ in levels:
+        if code > 0:
+            bound *= code
+    return bound
 
 
 # ----------------------------------------------------------------------------- fitting

@@ -579,3 +579,37 @@ def test_micro_benchmark_1000_nodes():
           f"{all_free_ms:.3f} ms all free, {scan_ms:.3f} ms scanning 990 busy nodes, "
           f"{memo_ms:.4f} ms memo hit")
     assert all_free_ms < 5 and scan_ms < 50
+
+
+# ----------------------------------------------------------------------------- shortcuts
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), groups(), st.sampled_from([None, "switch = sw1", "cpu = 0"]),
+       st.lists(st.integers(0, 2**12 - 1), min_size=1, max_size=6))
+def test_group_lower_bound_never_exceeds_a_fit(cluster, levels, constraint, frees):
+    """The Gantt skips windows with fewer free resources than group_lower_bound: no fit,
+    on any free set, may take fewer."""
+    rows, usable, free = cluster
+    pool = pool_of(rows)
+    tree = usable & constraint_for(pool)(constraint)
+    bound = hierarchy.group_lower_bound(pool, levels, tree)
+    for f in [free, tree] + [x & tree for x in frees]:
+        got = fit_group(pool, levels, tree, f)
+        if got is not None:
+            assert got.bit_count() >= bound, (levels, bin(tree), bin(f))
+
+
+@settings(max_examples=200, deadline=None)
+@given(clusters(), st.sampled_from(["switch", "cpu", "network_address", "core"]),
+       st.integers(0, 3))
+def test_bits_where_columns_agrees_with_bits_where(cluster, column, pick):
+    rows, _, _ = cluster
+    pool = pool_of(rows)
+    values = sorted({str(r.get(column)) for r in rows})
+    value = values[pick % len(values)]
+
+    def predicate(r):
+        return str(r.get(column)) == value
+    assert pool.bits_where_columns([column], predicate) == pool.bits_where(predicate)
+    assert pool.bits_where_columns([], lambda r: True) == pool.all_bits
+    assert pool.bits_where_columns([column, "cpu"], predicate) == pool.bits_where(predicate)

@@ -155,10 +155,15 @@ class ResourcePool:
 
     def ids_of(self, bits: int) -> list[int]:
         """The resource ids of a bitset, in position order."""
-        ids, text, out = self.ids, bin(bits)[:1:-1], []
+        if not bits:
+            return []
+        # the text of the bits from the lowest one only (a job's bits are a short span
+        # of a long int)
+        low = _low(bits)
+        ids, text, out = self.ids, bin(bits >> low)[:1:-1], []
         i = text.find("1")
         while i >= 0:
-            out.append(ids[i])
+            out.append(ids[low + i])
             i = text.find("1", i + 1)
         return out
 

@@ -43,6 +43,8 @@ from oar_appliance.lang.request import Level, MoldableRequest
 ALL, BEST, HALF_BEST = -1, -2, -3
 _SYMBOLIC = {"ALL": ALL, "BEST": BEST, "HALF_BEST": HALF_BEST}
 _LOW64 = (1 << 64) - 1
+#: use the lane computation for labels of equal contiguous blocks (see _fit_uniform)
+_UNIFORM = True
 #: bits per window of the walk over non-interleaved blocks (see _walk_windows)
 _WINDOW = 2048
 
@@ -86,7 +88,7 @@ class _Label:
     """The blocks of one label: values, first/last positions, bits shifted to the first."""
 
     __slots__ = ("name", "values", "firsts", "lasts", "locals", "owner", "cover", "full",
-                 "atomic", "disjoint")
+                 "atomic", "disjoint", "width", "starts")
 
     def __init__(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         index: dict[Any, int] = {}
@@ -121,6 +123,13 @@ class _Label:
         # blocks are numbered by first position; they do not interleave iff each one ends
         # before the next one starts (then a cursor can walk them)
         self.disjoint = all(self.lasts[i] < self.firsts[i + 1] for i in range(len(members) - 1))
+        # every block w consecutive positions (w > 1): ``starts`` has the first of each
+        width = len(members[0]) if members else 0
+        if width > 1 and all(len(m) == width and m[-1] - m[0] + 1 == width for m in members):
+            self.width = width
+            self.starts = _bits_of_positions(self.firsts, len(rows))
+        else:
+            self.width, self.starts = 0, 0
 
 
 class ResourcePool:
@@ -322,6 +331,8 @@ def _fit(levels: tuple, k: int, F: int, B: int, base: int) -> int:
         return _first_n(F, max(1, c >> 1)) if c else 0
     if n > 0 and F.bit_count() < n * need:
         return 0
+    if last and n > 0 and not base and lab.width and _UNIFORM:
+        return _fit_uniform(lab.width, lab.starts, n, F, B)
 
     if lab.disjoint:
         return _walk_windows(levels, k, last, F, B, base)
@@ -365,6 +376,33 @@ def _fit(levels: tuple, k: int, F: int, B: int, base: int) -> int:
     for sf in chosen[:len(chosen) if n == BEST else max(1, len(chosen) >> 1)]:
         result |= sf
     return result
+
+
+def _fit_uniform(width: int, starts: int, n: int, F: int, B: int) -> int:
+    """The last level ``label=n`` (n > 0) at the top of the tree, for a label whose blocks
+    are all ``width`` consecutive positions (``starts``: their first positions).
+
+    The same choice as the walk (the n first satisfiable blocks, each contributing its
+    free part), with a constant number of big-integer operations instead of a Python step
+    per block: bit p of ``whole`` says that positions p .. p+width-1 hold no busy
+    resource, bit p of ``some`` that they hold a free one (shift-and / shift-or doubling).
+    """
+    top = (F | B).bit_length() + width
+    whole = ((1 << top) - 1) & ~B
+    some = F
+    done = 1
+    while done * 2 <= width:
+        whole &= whole >> done
+        some |= some >> done
+        done *= 2
+    if done < width:
+        whole &= whole >> (width - done)
+        some |= some >> (width - done)
+    ok = whole & some & starts
+    if ok.bit_count() < n:
+        return 0
+    # the blocks of the n first starts (disjoint, so the product has no carry)
+    return F & (_first_n(ok, n) * ((1 << width) - 1))
 
 
 def _walk_windows(levels: tuple, k: int, last: bool, F: int, B: int, base: int) -> int:

@@ -613,3 +613,20 @@ def test_bits_where_columns_agrees_with_bits_where(cluster, column, pick):
     assert pool.bits_where_columns([column], predicate) == pool.bits_where(predicate)
     assert pool.bits_where_columns([], lambda r: True) == pool.all_bits
     assert pool.bits_where_columns([column, "cpu"], predicate) == pool.bits_where(predicate)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 8), st.integers(1, 2), st.integers(1, 3),
+       st.sampled_from(["/nodes=1", "/nodes=2", "/nodes=3", "/cpu=2", "/cpu=5"]),
+       st.integers(0, 2**48 - 1), st.integers(0, 2**48 - 1))
+def test_uniform_blocks_shortcut_agrees_with_the_walk(nodes, cpus, cores, text, t, f):
+    """Nodes of equal size take the lane computation (_fit_uniform): the same answers as
+    the block walk."""
+    pool = pool_of(make_rows([[cores] * cpus] * nodes))
+    tree = t & pool.all_bits
+    free = f & tree
+    levels = lv(text)
+    got = fit_group(pool, levels, tree, free)
+    with mock.patch.object(hierarchy, "_UNIFORM", False):
+        walked = fit_group(ResourcePool(pool.rows, LABELS), levels, tree, free)
+    assert got == walked

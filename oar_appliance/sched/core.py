@@ -231,7 +231,7 @@ class _Placer:
     def place(self, request: MoldableRequest, cbits: Callable[[str | None], int],
               duration: int, earliest: int, latest: int | None
               ) -> tuple[int, int] | None:
-        pool, usable, memo = self.pool, self.usable, self.memo
+        pool, usable = self.pool, self.usable
         trees = tuple(usable & cbits(g.constraint) for g in request.groups)
         key = (tuple(g.levels for g in request.groups), trees)
         single = len(request.groups) == 1
@@ -247,8 +247,9 @@ class _Placer:
             self.mins[key] = min_count
 
         def request_fit(free: int) -> int | None:
-            return fit_request(pool, request, usable, free, cbits, explain=False,
-                               memo=memo)[0]
+            # (no memo: a window's free set seldom comes back, the failure memos of the
+            # Gantt catch those that do, and hashing two long ints per call costs more)
+            return fit_request(pool, request, usable, free, cbits, explain=False)[0]
 
         from_now = earliest <= self.now and latest is None and single
         if from_now:

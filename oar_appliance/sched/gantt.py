@@ -82,12 +82,13 @@ class Gantt:
             return
         i = self._split(start)
         j = self._split(end)
-        frees, counts, keep, size = self.frees, self.counts, ~bits, bits.bit_count()
+        frees, counts, size = self.frees, self.counts, bits.bit_count()
         for k in range(i, j):
             f = frees[k]
             removed = f & bits          # (cheap: as long as bits, often much shorter)
             if removed:
-                frees[k] = f & keep
+                # (XOR with a short positive int: far cheaper than AND with ~bits)
+                frees[k] = f ^ removed
                 counts[k] -= size if removed == bits else removed.bit_count()
 
     # -- queries ------------------------------------------------------------------------

@@ -519,29 +519,33 @@ def fit_request(pool: ResourcePool, request: MoldableRequest, usable: int, free:
         return None, "the request has no resource group"
     taken = 0
     for gi, group in enumerate(request.groups, 1):
-        where = f"group {gi} ({_group_text(group.constraint, group.levels)})"
         try:
             levels = pool._compile(group.levels)
         except ValueError as exc:
-            return None, f"{where}: {exc}"
+            return None, f"{_where(gi, group)}: {exc}"
         tree = usable & constraint_bits(group.constraint)
         if taken:
             left = tree & ~taken
             if tree and not left:
-                return None, f"{where}: no usable resource left by the previous groups"
+                return None, f"{_where(gi, group)}: no usable resource left by the previous groups"
             tree = left
         if not tree:
             if group.constraint is not None:
-                return None, f"{where}: no usable resource matches {{{group.constraint}}}"
-            return None, f"{where}: no usable resource"
+                return None, (f"{_where(gi, group)}: no usable resource matches "
+                              f"{{{group.constraint}}}")
+            return None, f"{_where(gi, group)}: no usable resource"
         chosen = _fit_levels(levels, tree, free, memo)
         if not chosen:
             if not explain:
-                return None, f"{where}: cannot be satisfied"
+                return None, f"{_where(gi, group)}: cannot be satisfied"
             F = free & tree
-            return None, f"{where}: {_explain(levels, F, tree ^ F)}"
+            return None, f"{_where(gi, group)}: {_explain(levels, F, tree ^ F)}"
         taken |= chosen
     return taken, ""
+
+
+def _where(gi: int, group: Any) -> str:
+    return f"group {gi} ({_group_text(group.constraint, group.levels)})"
 
 
 # ----------------------------------------------------------------------------- diagnosis

@@ -189,14 +189,28 @@ class Gantt:
                 if monotone:
                     shortest = failed_spans.get(start)
                     skip = shortest is not None and shortest <= span
+                if not skip and i >= mid:
+                    suf = [0] * (j - i)
+                    acc = ones
+                    m = j - 1
+                    while m >= i:
+                        acc &= frees[m]
+                        if not acc or (tree is not None and not acc & tree):
+                            break
+                        suf[m - i] = acc
+                        m -= 1
+                    if m >= i:
+                        # nothing usable is free during [slot m, j): no start up to slot
+                        # m can fit (their windows hold those slots)
+                        i, mid = m + 1, 0
+                        if i >= n:
+                            return None
+                        start = times[i]
+                        if latest is not None and start > latest:
+                            return None
+                        continue
+                    i0, mid, jb, back = i, j, j, ones
                 if not skip:
-                    if i >= mid:
-                        suf = [0] * (j - i)
-                        acc = ones
-                        for m in range(j - 1, i - 1, -1):
-                            acc &= frees[m]
-                            suf[m - i] = acc
-                        i0, mid, jb, back = i, j, j, ones
                     while jb < j:
                         back &= frees[jb]
                         jb += 1

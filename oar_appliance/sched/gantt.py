@@ -197,12 +197,18 @@ class Gantt:
                         acc &= frees[m]
                         if not acc or (tree is not None and not acc & tree):
                             break
+                        w = j - m
+                        if not w & (w - 1) and (acc if tree is None else acc & tree
+                                                ).bit_count() < min_count:
+                            break               # (counted at 1, 2, 4, 8... slots: it costs)
                         suf[m - i] = acc
                         m -= 1
                     if m >= i:
-                        # nothing usable is free during [slot m, j): no start up to slot
-                        # m can fit (their windows hold those slots)
-                        i, mid = m + 1, 0
+                        # too few usable resources are free during [slot m, j): no start
+                        # up to slot m can fit (their windows hold those slots)
+                        # (the suffixes of slots m+1 .. j-1 are kept for those starts)
+                        i0, mid, jb, back = i, j, j, ones
+                        i = m + 1
                         if i >= n:
                             return None
                         start = times[i]

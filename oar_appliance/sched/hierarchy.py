@@ -170,10 +170,14 @@ class ResourcePool:
         # of a long int)
         low = _low(bits)
         ids, text, out = self.ids, bin(bits >> low)[:1:-1], []
-        i = text.find("1")
+        i, n = 0, len(text)
         while i >= 0:
-            out.append(ids[low + i])
-            i = text.find("1", i + 1)
+            # a run of ones at a time (whole nodes, consecutive cores: long runs)
+            end = text.find("0", i)
+            if end < 0:
+                end = n
+            out.extend(ids[low + i:low + end])
+            i = text.find("1", end)
         return out
 
     def bits_where(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:

@@ -630,3 +630,13 @@ def test_uniform_blocks_shortcut_agrees_with_the_walk(nodes, cpus, cores, text, 
     with mock.patch.object(hierarchy, "_UNIFORM", False):
         walked = fit_group(ResourcePool(pool.rows, LABELS), levels, tree, free)
     assert got == walked
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**70 - 1), st.integers(0, 69), st.integers(1, 70))
+def test_ids_of_runs(noise, shift, run):
+    """ids_of reads runs of ones at a time: the same ids as one bit at a time."""
+    pool = ResourcePool([{"resource_id": 500 - i} for i in range(70)], ["resource_id"])
+    for bits in (noise, ((1 << run) - 1) << shift, noise & (noise >> 1)):
+        bits &= pool.all_bits
+        assert pool.ids_of(bits) == [pool.ids[p] for p in range(70) if bits >> p & 1]

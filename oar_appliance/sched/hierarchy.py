@@ -30,7 +30,9 @@ position, so inside a parent the work happens on small ints relative to the pare
 ("windows"); labels whose blocks do not interleave are walked with a cursor shift; a last
 level of single-resource blocks (``core``, ``resource_id``) is a popcount and a prefix
 search; an upper block with fewer free resources than its sub-levels need is skipped
-without descending.
+without descending; a one-level group of a label whose blocks are all the same number of
+consecutive positions (nodes of one size) is met with a few shift/AND operations on the
+whole bitset (:func:`_fit_uniform`) instead of a step per block.
 """
 
 from __future__ import annotations

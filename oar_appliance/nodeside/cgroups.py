@@ -314,10 +314,10 @@ class CgroupV1Manager(JobResourceManager):
     def init(self, cpus: list[int], memory_limit: int | None) -> None:
         for controller, path in self.paths.items():
             self._make(controller, path)
-        cpuset = self.paths["cpuset"]
-        if cpus:
+        cpuset = self.paths.get("cpuset")
+        if cpus and cpuset:
             _write(os.path.join(cpuset, "cpuset.cpus"), cpu_list(cpus))
-        if memory_limit:
+        if memory_limit and self.paths.get("memory"):
             memory = self.paths["memory"]
             _write(os.path.join(memory, "memory.limit_in_bytes"), str(int(memory_limit)))
             memsw = os.path.join(memory, "memory.memsw.limit_in_bytes")
@@ -354,24 +354,29 @@ class CgroupV1Manager(JobResourceManager):
             found |= _pids_of(os.path.join(path, "cgroup.procs"))
         return found
 
+    def _state_file(self) -> str | None:
+        freezer = self.paths.get("freezer")
+        return os.path.join(freezer, "freezer.state") if freezer else None
+
     def frozen(self) -> bool:
+        state = self._state_file()
         try:
-            return _read(os.path.join(self.paths["freezer"], "freezer.state")) == "FROZEN"
+            return state is not None and _read(state) == "FROZEN"
         except FileNotFoundError:
             return False
 
     def freeze(self) -> None:
-        state = os.path.join(self.paths["freezer"], "freezer.state")
-        if not os.path.exists(state):
+        state = self._state_file()
+        if state is None or not os.path.exists(state):
             return
         _write(state, "FROZEN")
         # FREEZING until every task stopped; writing FROZEN again moves it on
         if not _wait_until(lambda: _read(state) == "FROZEN" or _write(state, "FROZEN"), SETTLE_TIMEOUT):
-            raise CgroupError(f"{self.paths['freezer']} did not freeze within {SETTLE_TIMEOUT:g} s")
+            raise CgroupError(f"{state} did not freeze within {SETTLE_TIMEOUT:g} s")
 
     def thaw(self) -> None:
-        state = os.path.join(self.paths["freezer"], "freezer.state")
-        if os.path.exists(state):
+        state = self._state_file()
+        if state is not None and os.path.exists(state):
             _write(state, "THAWED")
 
     def clean(self) -> bool:
@@ -606,17 +611,21 @@ def _find_job_cgroups(job_id: int, base: str) -> JobResourceManager | None:
         return None
     suffix = f"_{int(job_id)}"
     kind, mounts = found
-    first = mounts["cpuset" if kind == "v1" else ""]
-    parent = os.path.join(first, base.strip("/"))
-    try:
-        names = [n for n in os.listdir(parent) if n.endswith(suffix) and os.path.isdir(os.path.join(parent, n))]
-    except OSError:
-        return None
-    if len(names) != 1:
+    paths = {}
+    for controller, mount in mounts.items():
+        parent = os.path.join(mount, base.strip("/"))
+        try:
+            names = [n for n in os.listdir(parent) if n.endswith(suffix)
+                     and os.path.isdir(os.path.join(parent, n))]
+        except OSError:
+            continue
+        if len(names) == 1:  # two users' jobs cannot share an id: more is not ours to guess
+            paths[controller] = os.path.join(parent, names[0])
+    if not paths:
         return None
     if kind == "v1":
-        return CgroupV1Manager({c: os.path.join(mounts[c], base.strip("/"), names[0]) for c in V1_CONTROLLERS})
-    return CgroupV2Manager(os.path.join(parent, names[0]), first)
+        return CgroupV1Manager(paths)
+    return CgroupV2Manager(paths[""], mounts[""])
 
 
 def manager_from_files(files: JobFiles, exclude: set[int] | None = None,

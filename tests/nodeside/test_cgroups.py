@@ -358,18 +358,6 @@ def test_a_cgroup_that_cannot_be_set_up_refuses_the_job(jobs):
     _remove_bases(leftover)
 
 
-def test_forced_cgroup_without_root_refuses_the_job(jobs):
-    """``JOB_RESOURCE_MANAGER=cgroup`` where oarexec cannot make cgroups (not root)."""
-    if ROOT:
-        pytest.skip("needs an ordinary user: as root this host's cgroups are writable")
-    from oar_appliance.execution import LaunchError
-
-    data = jobs.data("true", job_resource_manager="cgroup", cpuset=[0])
-    with pytest.raises(LaunchError) as caught:
-        jobs.start(data)
-    assert "cgroup" in str(caught.value)
-
-
 # --------------------------------------------------------------------------------------------
 # cgroup v2, in a private mount namespace
 # --------------------------------------------------------------------------------------------

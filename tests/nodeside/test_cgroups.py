@@ -257,6 +257,9 @@ def test_oarexec_runs_the_job_in_its_cgroup_and_jobctl_cleans_it(jobs, report_se
         for controller in ("cpuset", "memory", "freezer"):
             assert any(line.split(":")[1] == controller and line.endswith(name) for line in lines), lines
         assert (jobs.workdir / "cpus").read_text().split() == ["Cpus_allowed_list:", "0"]
+        # one cpu of the node's: that share of its memory
+        expected = memory_share(cgroups.node_memory(), 1, len(cgroups.node_cpus()))
+        assert int(Path(manager.paths["memory"], "memory.limit_in_bytes").read_text()) == expected
         oarexec = int(Path(files.pid).read_text())
         assert oarexec not in manager.pids()  # oarexec is never frozen nor killed with the job
 

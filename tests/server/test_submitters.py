@@ -1,14 +1,24 @@
 """The server's answers to a waiting oarsub (-r, -I), on SQLite and PostgreSQL.
 
-The waiting side of oarsub is not this module's: a listening socket of the test stands for
-it, its address stored in ``jobs.info_type`` as oarsub stores it, before the server starts.
+The waiting side of oarsub is not this module's (tests/cli/test_oarsub_waiting.py): a
+listening socket of the test stands for it, its address stored in ``jobs.info_type`` as
+oarsub stores it, before the server starts.  An interactive job is written through the
+submission service with that address, as a waiting ``oarsub -I`` writes it (``oarsub -I``
+itself would wait for a server, and give up when none runs).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import time
 
+from oar_appliance import submission
+from oar_appliance.conf import load_config
+from oar_appliance.db.connection import connect
+from oar_appliance.job_request import JobRequest
+from oar_appliance.lang.request import parse_requests
 from tests.server.conftest import WAIT
 
 
@@ -45,6 +55,22 @@ def _waiting_for(lab, job_id: int, submitter: Submitter) -> None:
     lab.sql('UPDATE "jobs" SET "info_type" = ? WHERE "job_id" = ?', [submitter.address, job_id])
 
 
+def _interactive_job(lab, submitter: Submitter, request: str) -> int:
+    """An ``oarsub -I -l request`` job waiting for its answer at ``submitter``."""
+    config = load_config(str(lab.conf), environ={})
+    moldables = parse_requests([request], config["HIERARCHY_LABELS"],
+                               config["OARSUB_NODES_RESOURCES"], config["OARSUB_DEFAULT_RESOURCES"])
+    job = JobRequest(user=pwd.getpwuid(os.getuid()).pw_name, job_type="INTERACTIVE",
+                     moldables=moldables, directory=str(lab.runtime.parent))
+    db = connect(config.database_url())
+    try:
+        (job_id,) = submission.submit(db, job, config, int(time.time()),
+                                      info_type=submitter.address).job_ids
+    finally:
+        db.close()
+    return job_id
+
+
 def test_reservations_granted_and_rejected(lab):
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() + 3600))
     granted = lab.oarsub("-r", start, "-l", "/nodes=2,walltime=1")
@@ -64,10 +90,9 @@ def test_reservations_granted_and_rejected(lab):
 
 
 def test_interactive_job_started_then_ended_by_its_shell(lab):
-    job_id = lab.oarsub("-I", "-l", "/core=1")
     waiting = Submitter()
     try:
-        _waiting_for(lab, job_id, waiting)
+        job_id = _interactive_job(lab, waiting, "/core=1")
         lab.start_server()
         answer = waiting.line()
     finally:
@@ -82,10 +107,9 @@ def test_interactive_job_started_then_ended_by_its_shell(lab):
 
 def test_interactive_job_deleted_while_waiting_is_told(lab):
     blocker = lab.oarsub("-l", "/nodes=2", "sleep 60")
-    job_id = lab.oarsub("-I", "-l", "/core=1")
     waiting = Submitter()
     try:
-        _waiting_for(lab, job_id, waiting)
+        job_id = _interactive_job(lab, waiting, "/core=1")
         lab.start_server()
         lab.wait_state(blocker, "Running")
         assert lab.state(job_id) == "Waiting"

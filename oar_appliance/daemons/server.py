@@ -14,7 +14,8 @@ One ZeroMQ ``ROUTER`` socket on ``SERVER_PORT`` receives
   (:func:`oar_appliance.job_lifecycle.record_end`), then acknowledged.  The sender retries
   until acknowledged; a repeated report changes nothing.
 
-A pass of the automaton: NodeChangeState (requests, resource states), Leon (kills), a
+A pass of the automaton: NodeChangeState (requests, resource states), Leon (kills), the
+``oarwalltime`` changes that can be granted (:mod:`oar_appliance.walltime_change`), a
 metascheduler round when something changed or the timer says so (its reservation
 decisions are answered to the waiting ``oarsub``), launches of the ``toLaunch`` jobs, and
 the completion of the ``Finishing`` ones.
@@ -405,6 +406,8 @@ class Server:
             self._notify_user(killing.errors, "ERROR", "job deleted")
         if changes.changed or killing.changed:
             self.need_round = True
+        if self._walltime_changes(now):
+            self.need_round = True
         due = time.monotonic() - self.last_round >= self.timer_period
         if self.need_round or due:
             self.need_round = False
@@ -412,6 +415,21 @@ class Server:
             self._round(now)
         self._launch(now)
         self._finish()
+
+    def _walltime_changes(self, now: int) -> bool:
+        """Apply the pending ``oarwalltime`` requests that can be granted; whether any was."""
+        from .. import walltime_change
+        from ..job_control import format_signed
+        from ..lang.request import format_duration
+
+        applied = walltime_change.apply_pending(self.db, self.config, now)
+        for change in applied:
+            log.info("job %s: walltime %s, now %s s (%s s pending)", change.job_id,
+                     format_signed(change.granted), change.walltime, change.pending)
+            self._notify_user([change.job_id], "INFO",
+                              f"walltime of job {change.job_id} changed by {format_signed(change.granted)}: "
+                              f"now {format_duration(change.walltime)}")
+        return bool(applied)
 
     def _node_action(self, action: leon.NodeAction) -> None:
         self._submit(("node", action.job_id, action.action), leon.run_node_action,

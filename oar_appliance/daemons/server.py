@@ -436,7 +436,11 @@ class Server:
                      self.db, self.config, self.connector, action, self.now)
 
     def _round(self, now: int) -> None:
+        log.debug("metascheduler round started")
+        began = time.monotonic()
         report = metasched.run_round(self.db, self.config, now)
+        log.debug("metascheduler round done in %.3f s: %s placed, %s to launch", time.monotonic() - began,
+                  len(report.placed), len(report.to_launch))
         if report.besteffort_kills:
             # the kill requests of the round: Leon sends them at once
             for action in leon.run(self.db, self.config, now).actions:

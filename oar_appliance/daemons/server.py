@@ -47,6 +47,10 @@ log = logging.getLogger("oar.server")
 
 __all__ = ["Server", "PERIODIC_MODULES"]
 
+#: seconds after a decision during which a restarted server answers the waiting ``oarsub``
+#: again (an interactive job's start, an advance reservation's submission)
+ANSWER_AGAIN_WINDOW = 600
+
 #: periodic modules (docs/periodic.md): name -> how often, in seconds, from oar.conf
 PERIODIC_MODULES = ("sarko", "finaud", "accounting")
 
@@ -192,6 +196,7 @@ class Server:
     def recover(self) -> None:
         """Bring the jobs left in passing states by a stopped server to a consistent state."""
         now = self.now()
+        answered: set[int] = set()
         rows = self.db.execute_sql(
             'SELECT "job_id", "job_user" FROM "jobs" WHERE "state" = \'Launching\' ORDER BY "job_id"').fetchall()
         if rows:
@@ -214,6 +219,7 @@ class Server:
                 lifecycle.set_state(self.db, dead, "Error", now, from_states=("Launching",),
                                     values={"stop_time": now})
             log.warning("recovery: %s Launching job(s) Running, %s Error", len(alive), len(dead))
+            answered.update(alive + dead)
             for job_id in alive + dead:
                 order = orders.get(job_id)
                 if order is not None and order.info_type:
@@ -224,6 +230,33 @@ class Server:
         for action in leon.resuming_actions(self.db):
             self._submit(("node", action.job_id, action.action), leon.run_node_action,
                          self.db, self.config, self.connector, action, self.now)
+        self._answer_again(now, skip=answered)
+
+    def _answer_again(self, now: int, skip: set[int] = frozenset()) -> None:
+        """Answer again the waiting ``oarsub`` of the decisions of the last
+        :data:`ANSWER_AGAIN_WINDOW` seconds: the previous run may have stopped before its
+        answer went out.  A submitter that already had it has closed its socket (the
+        connection is refused, nothing happens); one still listening gets it now."""
+        from ..db.connection import backend_for
+
+        since = now - ANSWER_AGAIN_WINDOW
+        ph = backend_for(self.db).placeholder
+        rows = self.db.execute_sql(
+            'SELECT "job_id", "state", "info_type", "start_time" FROM "jobs" WHERE "info_type" IS NOT NULL '
+            'AND "info_type" <> \'\' AND ((("state" = \'Running\' AND "job_type" = \'INTERACTIVE\') '
+            f'AND "start_time" >= {ph}) OR ("state" = \'Waiting\' AND "reservation" = \'Scheduled\' '
+            f'AND "submission_time" >= {ph})) ORDER BY "job_id"', [since, since]).fetchall()
+        rows = [r for r in rows if r[0] not in skip]
+        running = [r[0] for r in rows if r[1] == "Running"]
+        heads = {o.job_id: o.head for o in launcher.build_job_data(self.db, self.config, running)} if running else {}
+        for job_id, state, info_type, start in rows:
+            if state == "Running":
+                if heads.get(job_id):
+                    self._answer(info_type, "STARTED", heads[job_id])
+            else:
+                self._answer(info_type, "GRANTED", str(start))
+        if rows:
+            log.warning("recovery: %s waiting submitter(s) answered again", len(rows))
 
     def _start_periodic(self) -> None:
         """APScheduler runs sarko, finaud and accounting (one instance each at a time; runs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 
-from tests.server.conftest import WAIT
+from tests.server.conftest import WAIT, wait_for
 
 
 class Submitter:
@@ -45,6 +45,15 @@ def _waiting_for(lab, job_id: int, submitter: Submitter) -> None:
     lab.sql('UPDATE "jobs" SET "info_type" = ? WHERE "job_id" = ?', [submitter.address, job_id])
 
 
+def _interactive(lab, *resources: str) -> int:
+    """A job as ``oarsub -I`` stores it, submitted while the server is down (a real
+    ``oarsub -I`` refuses that and would wait in this process): a passive submission made
+    interactive (``job_type``, no command)."""
+    job_id = lab.oarsub(*resources, "true")
+    lab.sql('UPDATE "jobs" SET "job_type" = \'INTERACTIVE\', "command" = \'\' WHERE "job_id" = ?', [job_id])
+    return job_id
+
+
 def test_reservations_granted_and_rejected(lab):
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() + 3600))
     granted = lab.oarsub("-r", start, "-l", "/nodes=2,walltime=1")
@@ -64,7 +73,7 @@ def test_reservations_granted_and_rejected(lab):
 
 
 def test_interactive_job_started_then_ended_by_its_shell(lab):
-    job_id = lab.oarsub("-I", "-l", "/core=1")
+    job_id = _interactive(lab, "-l", "/core=1")
     waiting = Submitter()
     try:
         _waiting_for(lab, job_id, waiting)
@@ -82,7 +91,7 @@ def test_interactive_job_started_then_ended_by_its_shell(lab):
 
 def test_interactive_job_deleted_while_waiting_is_told(lab):
     blocker = lab.oarsub("-l", "/nodes=2", "sleep 60")
-    job_id = lab.oarsub("-I", "-l", "/core=1")
+    job_id = _interactive(lab, "-l", "/core=1")
     waiting = Submitter()
     try:
         _waiting_for(lab, job_id, waiting)
@@ -96,3 +105,36 @@ def test_interactive_job_deleted_while_waiting_is_told(lab):
     assert lab.wait_state(job_id, "Error") == "Error"
     assert lab.cmd("oardel", str(blocker)).rc == 0
     lab.wait_state(blocker, "Error")
+
+
+def test_answers_lost_in_a_crash_are_sent_again(lab):
+    """The server is killed after its decisions: the restarted one answers the submitters
+    still listening again (an interactive job Running, an accepted reservation)."""
+    import signal
+
+    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() + 3600))
+    resa = lab.oarsub("-r", start, "-l", "/nodes=1,walltime=1")
+    interactive = _interactive(lab, "-l", "/core=1")
+    granted, started = Submitter(), Submitter()
+    try:
+        _waiting_for(lab, resa, granted)
+        _waiting_for(lab, interactive, started)
+        lab.start_server()
+        first = (granted.line(), started.line())
+        lab.wait_state(interactive, "Running")
+        lab.stop_server(signal.SIGKILL)
+        # both submitters still listen, as if the answers had been lost
+        lab.start_server()
+        again = (granted.line(), started.line())
+    finally:
+        granted.close()
+        started.close()
+    assert first == again
+    assert again[0] == f"GRANTED {lab.job(resa)['start_time']}"
+    assert again[1] in ("STARTED node-1", "STARTED node-2")
+    wait_for(lambda: "2 waiting submitter(s) answered again" in lab.log.read_text(), what="the recovery logged")
+    # nothing else changed: the interactive job still runs, once
+    assert lab.state(interactive) == "Running" and lab.state(resa) == "Waiting"
+    assert [s for s, _, _ in lab.state_logs(interactive)].count("Running") == 1
+    (lab.runtime / f"job_{interactive}.shell.status").write_text("0\n")
+    assert lab.wait_state(interactive, "Terminated", "Error") == "Terminated"

@@ -51,6 +51,11 @@ __all__ = ["Server", "PERIODIC_MODULES"]
 #: again (an interactive job's start, an advance reservation's submission)
 ANSWER_AGAIN_WINDOW = 600
 
+#: hints whose work is done by the pass itself (NodeChangeState, Leon, walltime changes),
+#: which asks for a metascheduler round only when it changed something; any other hint
+#: (``Qsub``, an unknown tag) asks for a round
+PASS_HINTS = frozenset({"Term", "Qdel", "ChState", "Walltime"})
+
 #: periodic modules (docs/periodic.md): name -> how often, in seconds, from oar.conf
 PERIODIC_MODULES = ("sarko", "finaud", "accounting")
 
@@ -73,6 +78,11 @@ class Server:
         self.stopping = threading.Event()
         self.need_round = True
         self.last_round = 0.0
+        self.last_fingerprint: tuple | None = None
+        #: when the timer last looked (a round, or a look that found nothing to do)
+        self.last_tick = 0.0
+        #: a round at least this often, whatever the database says
+        self.full_round_period = max(60.0, 12 * self.timer_period)
         self.socket = None
         self.context = None
         self.scheduler = None
@@ -293,14 +303,17 @@ class Server:
 
         try:
             now = self.now()
+            changed = False
             if name == "sarko":
                 report = sarko.run(self.db, self.config, now)
+                changed = report.anything
                 if report.errors:
                     log.error("sarko: %s", "; ".join(report.errors))
                 if report.dead_hosts:
                     self._notify_admin("Dead nodes", "Dead: " + ", ".join(report.dead_hosts))
             elif name == "finaud":
                 report = finaud.run(self.db, self.config, now, self._finaud_check)
+                changed = bool(report.suspected_resources or report.revived_resources)
                 if report.suspected_hosts:
                     log.warning("finaud: suspected %s", ", ".join(report.suspected_hosts))
                     self._notify_admin("Suspected nodes", "Suspected: " + ", ".join(report.suspected_hosts))
@@ -308,13 +321,16 @@ class Server:
                 accounting.update(self.db, self.config, now)
         except Exception:
             log.exception("periodic module %s failed", name)
+            changed = True
         finally:
             try:
                 self.db.close()
             except Exception:
                 pass
+        # the pass after it runs Leon (sarko's kill requests); a round only if it changed something
+        if changed:
             self.need_round = True
-            self.wake()
+        self.wake()
 
     def _notify_admin(self, subject: str, body: str) -> None:
         from .. import judas
@@ -353,7 +369,8 @@ class Server:
             return None if reply is None else [identity, b"", json.dumps(reply).encode()]
         tag = rest[0].decode(errors="replace") if rest else ""
         log.debug("hint %s", tag)
-        self.need_round = True
+        if tag not in PASS_HINTS:
+            self.need_round = True
         return None
 
     def handle_request(self, payload: bytes) -> dict[str, Any] | None:
@@ -415,7 +432,7 @@ class Server:
                 time.sleep(0.5)
             if self.stopping.is_set():
                 break
-            wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_round)
+            wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_tick)
             try:
                 self._drain(max(0, int(wait * 1000)))
             except Exception:
@@ -441,13 +458,44 @@ class Server:
             self.need_round = True
         if self._walltime_changes(now):
             self.need_round = True
-        due = time.monotonic() - self.last_round >= self.timer_period
-        if self.need_round or due:
+        if self.need_round or self._round_due(now):
             self.need_round = False
-            self.last_round = time.monotonic()
+            self.last_round = self.last_tick = time.monotonic()
+            # taken before the round: what the round writes itself makes one more round,
+            # what others write meanwhile is never missed
+            self.last_fingerprint = self._fingerprint()
             self._round(now)
         self._launch(now)
         self._finish()
+
+    def _round_due(self, now: int) -> bool:
+        """Whether the timer asks for a round: ``SERVER_TIMER_PERIOD`` has passed and the
+        database changed since the last round (a lost hint), or a planned start has come;
+        and in any case every :attr:`full_round_period` seconds."""
+        if time.monotonic() - self.last_tick < self.timer_period:
+            return False
+        self.last_tick = time.monotonic()
+        elapsed = self.last_tick - self.last_round
+        if elapsed >= self.full_round_period or self.last_fingerprint is None:
+            return True
+        fingerprint = self._fingerprint()
+        if fingerprint[:-1] != self.last_fingerprint[:-1]:
+            return True
+        next_start = fingerprint[-1]
+        return next_start is not None and next_start <= now
+
+    def _fingerprint(self) -> tuple:
+        """What changes when anything the metascheduler reads changes (one query): new jobs,
+        job states (every change is a ``job_state_logs`` row), events (requests), resources
+        and their logged changes, active queues; and the first planned start still to come."""
+        row = self.db.execute_sql(
+            'SELECT (SELECT MAX("job_id") FROM "jobs"), (SELECT MAX("job_state_log_id") FROM "job_state_logs"), '
+            '(SELECT MAX("event_id") FROM "event_logs"), (SELECT MAX("resource_id") FROM "resources"), '
+            '(SELECT MAX("resource_log_id") FROM "resource_logs"), '
+            '(SELECT COUNT(*) FROM "queues" WHERE "state" = \'Active\'), '
+            '(SELECT SUM("priority") FROM "queues" WHERE "state" = \'Active\'), '
+            '(SELECT MIN("start_time") FROM "gantt_jobs_predictions" WHERE "moldable_job_id" <> 0)').fetchone()
+        return tuple(row)
 
     def _walltime_changes(self, now: int) -> bool:
         """Apply the pending ``oarwalltime`` requests that can be granted; whether any was."""

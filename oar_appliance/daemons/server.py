@@ -79,6 +79,8 @@ class Server:
         self.need_round = True
         self.last_round = 0.0
         self.last_fingerprint: tuple | None = None
+        #: interactive job -> the start last told to its waiting oarsub
+        self.predicted: dict[int, int] = {}
         #: when the timer last looked (a round, or a look that found nothing to do)
         self.last_tick = 0.0
         #: a round at least this often, whatever the database says
@@ -526,6 +528,7 @@ class Server:
             # the kill requests of the round: Leon sends them at once
             for action in leon.run(self.db, self.config, now).actions:
                 self._node_action(action)
+        self._predict(report)
         decided = report.accepted_reservations + report.rejected_reservations
         if decided:
             from ..db import bulk
@@ -539,6 +542,33 @@ class Server:
             for job_id in report.rejected_reservations:
                 info_type, _ = rows.get(job_id, (None, 0))
                 self._answer(info_type, "REJECTED", report.messages.get(job_id, "not schedulable"))
+
+    def _predict(self, report) -> None:
+        """Tell the waiting ``oarsub -I`` of the jobs placed in the future this round when
+        they are planned to start (``PREDICTION <start>``), each time that changes."""
+        placed = [j for j in report.placed if j not in set(report.to_launch)]
+        if not placed:
+            self.predicted.clear()
+            return
+        from ..db import bulk
+
+        rows = []
+        step = bulk.MAX_PARAMETERS - 16
+        for first in range(0, len(placed), step):
+            where, params = bulk.ids_clause(self.db, "job_id", placed[first:first + step])
+            rows += self.db.execute_sql(
+                'SELECT j."job_id", j."info_type", p."start_time" FROM "jobs" j '
+                'JOIN "moldable_job_descriptions" m ON m."moldable_job_id" = j."job_id" '
+                'JOIN "gantt_jobs_predictions" p ON p."moldable_job_id" = m."moldable_id" '
+                f'WHERE {where.replace(chr(34) + "job_id", "j." + chr(34) + "job_id")} '
+                'AND j."job_type" = \'INTERACTIVE\' AND j."state" = \'Waiting\' '
+                'AND j."info_type" IS NOT NULL AND j."info_type" <> \'\'', params).fetchall()
+        seen = {}
+        for job_id, info_type, start in rows:
+            seen[job_id] = start
+            if self.predicted.get(job_id) != start:
+                self._answer(info_type, "PREDICTION", str(start))
+        self.predicted = seen
 
     def _launch(self, now: int) -> None:
         running = self.in_flight("launch")

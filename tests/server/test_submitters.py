@@ -98,8 +98,17 @@ def test_interactive_job_deleted_while_waiting_is_told(lab):
         lab.start_server()
         lab.wait_state(blocker, "Running")
         assert lab.state(job_id) == "Waiting"
+        # planned after the blocker (its walltime, 2 h, and the security time)
+        # (the blocker's start_time is the one of its launch: a round before it may plan
+        # from a second earlier, then the new start is sent again)
+        blocker_start = lab.job(blocker)["start_time"]
+        word, start = waiting.line().split()
+        assert word == "PREDICTION" and blocker_start + 7200 - 3 <= int(start) <= blocker_start + 7200 + 1
         assert lab.cmd("oardel", str(job_id)).rc == 0
-        assert waiting.line().startswith("ERROR ")
+        line = waiting.line()
+        while line.startswith("PREDICTION "):
+            line = waiting.line()
+        assert line.startswith("ERROR ")
     finally:
         waiting.close()
     assert lab.wait_state(job_id, "Error") == "Error"
@@ -138,3 +147,48 @@ def test_answers_lost_in_a_crash_are_sent_again(lab):
     assert [s for s, _, _ in lab.state_logs(interactive)].count("Running") == 1
     (lab.runtime / f"job_{interactive}.shell.status").write_text("0\n")
     assert lab.wait_state(interactive, "Terminated", "Error") == "Terminated"
+
+
+def test_real_oarsub_interactive_prints_the_start_prediction(running_lab):
+    """A real ``oarsub -I`` (its own process) behind a job holding every resource prints
+    the server's start prediction while it waits; deleted, it ends with one #ERROR line."""
+    import os
+    import selectors
+    import subprocess
+    import sys
+
+    lab = running_lab
+    blocker = lab.oarsub("-l", "/nodes=2", "sleep 60")
+    lab.wait_state(blocker, "Running")
+    waiting = subprocess.Popen([sys.executable, "-m", "oar_appliance.cli.oarsub", "-I", "-l", "/core=1"],
+                               cwd=lab.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=dict(os.environ))
+    lines: list[str] = []
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(waiting.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + WAIT
+        buffer = b""
+        while time.monotonic() < deadline and not any(l.startswith("Start prediction:") for l in lines):
+            if selector.select(timeout=0.2):
+                chunk = os.read(waiting.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buffer += chunk
+                *done, buffer = buffer.split(b"\n")
+                lines += [d.decode() for d in done]
+        job_id = int(next(l for l in lines if l.startswith("OAR_JOB_ID=")).split("=")[1])
+        assert lab.cmd("oardel", str(job_id)).rc == 0
+        out, err = waiting.communicate(timeout=WAIT)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    predicted = [l for l in lines if l.startswith("Start prediction: ")]
+    assert lines.index("Interactive mode: waiting...") < lines.index(predicted[0]), lines
+    start = time.mktime(time.strptime(predicted[0].split(": ", 1)[1], "%Y-%m-%d %H:%M:%S"))
+    blocker_end = lab.job(blocker)["start_time"] + 7200
+    assert blocker_end - 3 <= start <= blocker_end + 1, (predicted, blocker_end)
+    assert waiting.returncode == 7 and err.decode().startswith("#ERROR: "), err
+    assert lab.cmd("oardel", str(blocker)).rc == 0
+    lab.wait_state(blocker, "Error")

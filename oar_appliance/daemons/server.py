@@ -147,7 +147,7 @@ class Server:
             return
         from .. import submitter
 
-        self._submit(("answer", info_type, word), submitter.answer, info_type, word, detail)
+        self._submit(("answer", info_type, word, detail), submitter.answer, info_type, word, detail)
 
     def _notify_user(self, job_ids, tag: str, text: str) -> None:
         """``--notify`` of the jobs (judas delivers in its own threads); a failed delivery
@@ -303,9 +303,9 @@ class Server:
         """Run one periodic module in the scheduler's thread, then wake the automaton."""
         from .. import accounting, finaud, sarko
 
+        changed = False
         try:
             now = self.now()
-            changed = False
             if name == "sarko":
                 report = sarko.run(self.db, self.config, now)
                 changed = report.anything
@@ -546,7 +546,8 @@ class Server:
     def _predict(self, report) -> None:
         """Tell the waiting ``oarsub -I`` of the jobs placed in the future this round when
         they are planned to start (``PREDICTION <start>``), each time that changes."""
-        placed = [j for j in report.placed if j not in set(report.to_launch)]
+        launched = set(report.to_launch)
+        placed = [j for j in report.placed if j not in launched]
         if not placed:
             self.predicted.clear()
             return

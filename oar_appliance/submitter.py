@@ -3,7 +3,8 @@
 The waiting ``oarsub`` listens on a TCP port and stores ``host:port`` in ``jobs.info_type``;
 the server connects back and writes one line (docs/execution.md, "Waiting submitters"):
 ``GRANTED <start>`` / ``REJECTED <reason>`` for a reservation, ``STARTED <host>`` /
-``ERROR <reason>`` for an interactive job.  A submitter that is gone is not an error for
+``ERROR <reason>`` for an interactive job, after ``PREDICTION <start>`` lines while it
+waits (its planned start, each time it changes).  A submitter that is gone is not an error for
 the server: the answer is a courtesy, the database holds the decision.
 """
 
@@ -14,7 +15,7 @@ import socket
 
 log = logging.getLogger(__name__)
 
-ANSWERS = ("GRANTED", "REJECTED", "STARTED", "ERROR")
+ANSWERS = ("GRANTED", "REJECTED", "STARTED", "ERROR", "PREDICTION")
 
 
 def parse_address(info_type: str | None) -> tuple[str, int] | None:

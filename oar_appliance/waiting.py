@@ -10,6 +10,8 @@ server's side):
 ``REJECTED <why>``  the reservation is rejected
 ``STARTED <host>``  the interactive job runs; its head node is ``host``
 ``ERROR <why>``     the interactive job could not start
+``PREDICTION <t>``  not an answer: the interactive job is planned to start at
+                    epoch ``t`` (the wait goes on)
 =================  =====================================================
 
 The address stored is the one of this host's interfaces that routes to
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 #: the answers the server can give (the same words as submitter.ANSWERS)
-ANSWER_WORDS = ("GRANTED", "REJECTED", "STARTED", "ERROR")
+ANSWER_WORDS = ("GRANTED", "REJECTED", "STARTED", "ERROR", "PREDICTION")
 #: a connection must send its line within this many seconds
 READ_TIMEOUT = 5.0
 MAX_LINE = 4096

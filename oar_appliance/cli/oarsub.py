@@ -291,6 +291,10 @@ def wait_for_server(ctx: Context, listener, job_id: int, interactive: bool) -> i
     answer = None
     while answer is None or answer.word not in expected:
         answer = listener.wait()  # KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP): see run()
+        if answer.word == "PREDICTION" and interactive and answer.detail.isdigit():
+            ctx.out("Start prediction: "
+                    + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(answer.detail))))
+            _flush(ctx)
     if answer.word == "GRANTED":
         ctx.out("Advance reservation is GRANTED.")
         if answer.detail.isdigit():

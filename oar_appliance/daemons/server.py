@@ -14,7 +14,8 @@ One ZeroMQ ``ROUTER`` socket on ``SERVER_PORT`` receives
   (:func:`oar_appliance.job_lifecycle.record_end`), then acknowledged.  The sender retries
   until acknowledged; a repeated report changes nothing.
 
-A pass of the automaton: NodeChangeState (requests, resource states), Leon (kills), a
+A pass of the automaton: NodeChangeState (requests, resource states), Leon (kills), the
+``oarwalltime`` changes that can be granted (:mod:`oar_appliance.walltime_change`), a
 metascheduler round when something changed or the timer says so (its reservation
 decisions are answered to the waiting ``oarsub``), launches of the ``toLaunch`` jobs, and
 the completion of the ``Finishing`` ones.
@@ -46,6 +47,15 @@ log = logging.getLogger("oar.server")
 
 __all__ = ["Server", "PERIODIC_MODULES"]
 
+#: seconds after a decision during which a restarted server answers the waiting ``oarsub``
+#: again (an interactive job's start, an advance reservation's submission)
+ANSWER_AGAIN_WINDOW = 600
+
+#: hints whose work is done by the pass itself (NodeChangeState, Leon, walltime changes),
+#: which asks for a metascheduler round only when it changed something; any other hint
+#: (``Qsub``, an unknown tag) asks for a round
+PASS_HINTS = frozenset({"Term", "Qdel", "ChState", "Walltime"})
+
 #: periodic modules (docs/periodic.md): name -> how often, in seconds, from oar.conf
 PERIODIC_MODULES = ("sarko", "finaud", "accounting")
 
@@ -68,6 +78,13 @@ class Server:
         self.stopping = threading.Event()
         self.need_round = True
         self.last_round = 0.0
+        self.last_fingerprint: tuple | None = None
+        #: interactive job -> the start last told to its waiting oarsub
+        self.predicted: dict[int, int] = {}
+        #: when the timer last looked (a round, or a look that found nothing to do)
+        self.last_tick = 0.0
+        #: a round at least this often, whatever the database says
+        self.full_round_period = max(60.0, 12 * self.timer_period)
         self.socket = None
         self.context = None
         self.scheduler = None
@@ -130,7 +147,7 @@ class Server:
             return
         from .. import submitter
 
-        self._submit(("answer", info_type, word), submitter.answer, info_type, word, detail)
+        self._submit(("answer", info_type, word, detail), submitter.answer, info_type, word, detail)
 
     def _notify_user(self, job_ids, tag: str, text: str) -> None:
         """``--notify`` of the jobs (judas delivers in its own threads); a failed delivery
@@ -191,6 +208,7 @@ class Server:
     def recover(self) -> None:
         """Bring the jobs left in passing states by a stopped server to a consistent state."""
         now = self.now()
+        answered: set[int] = set()
         rows = self.db.execute_sql(
             'SELECT "job_id", "job_user" FROM "jobs" WHERE "state" = \'Launching\' ORDER BY "job_id"').fetchall()
         if rows:
@@ -213,6 +231,7 @@ class Server:
                 lifecycle.set_state(self.db, dead, "Error", now, from_states=("Launching",),
                                     values={"stop_time": now})
             log.warning("recovery: %s Launching job(s) Running, %s Error", len(alive), len(dead))
+            answered.update(alive + dead)
             for job_id in alive + dead:
                 order = orders.get(job_id)
                 if order is not None and order.info_type:
@@ -223,6 +242,33 @@ class Server:
         for action in leon.resuming_actions(self.db):
             self._submit(("node", action.job_id, action.action), leon.run_node_action,
                          self.db, self.config, self.connector, action, self.now)
+        self._answer_again(now, skip=answered)
+
+    def _answer_again(self, now: int, skip: set[int] = frozenset()) -> None:
+        """Answer again the waiting ``oarsub`` of the decisions of the last
+        :data:`ANSWER_AGAIN_WINDOW` seconds: the previous run may have stopped before its
+        answer went out.  A submitter that already had it has closed its socket (the
+        connection is refused, nothing happens); one still listening gets it now."""
+        from ..db.connection import backend_for
+
+        since = now - ANSWER_AGAIN_WINDOW
+        ph = backend_for(self.db).placeholder
+        rows = self.db.execute_sql(
+            'SELECT "job_id", "state", "info_type", "start_time" FROM "jobs" WHERE "info_type" IS NOT NULL '
+            'AND "info_type" <> \'\' AND ((("state" = \'Running\' AND "job_type" = \'INTERACTIVE\') '
+            f'AND "start_time" >= {ph}) OR ("state" = \'Waiting\' AND "reservation" = \'Scheduled\' '
+            f'AND "submission_time" >= {ph})) ORDER BY "job_id"', [since, since]).fetchall()
+        rows = [r for r in rows if r[0] not in skip]
+        running = [r[0] for r in rows if r[1] == "Running"]
+        heads = {o.job_id: o.head for o in launcher.build_job_data(self.db, self.config, running)} if running else {}
+        for job_id, state, info_type, start in rows:
+            if state == "Running":
+                if heads.get(job_id):
+                    self._answer(info_type, "STARTED", heads[job_id])
+            else:
+                self._answer(info_type, "GRANTED", str(start))
+        if rows:
+            log.warning("recovery: %s waiting submitter(s) answered again", len(rows))
 
     def _start_periodic(self) -> None:
         """APScheduler runs sarko, finaud and accounting (one instance each at a time; runs
@@ -257,16 +303,19 @@ class Server:
         """Run one periodic module in the scheduler's thread, then wake the automaton."""
         from .. import accounting, finaud, sarko
 
+        changed = False
         try:
             now = self.now()
             if name == "sarko":
                 report = sarko.run(self.db, self.config, now)
+                changed = report.anything
                 if report.errors:
                     log.error("sarko: %s", "; ".join(report.errors))
                 if report.dead_hosts:
                     self._notify_admin("Dead nodes", "Dead: " + ", ".join(report.dead_hosts))
             elif name == "finaud":
                 report = finaud.run(self.db, self.config, now, self._finaud_check)
+                changed = bool(report.suspected_resources or report.revived_resources)
                 if report.suspected_hosts:
                     log.warning("finaud: suspected %s", ", ".join(report.suspected_hosts))
                     self._notify_admin("Suspected nodes", "Suspected: " + ", ".join(report.suspected_hosts))
@@ -274,13 +323,16 @@ class Server:
                 accounting.update(self.db, self.config, now)
         except Exception:
             log.exception("periodic module %s failed", name)
+            changed = True
         finally:
             try:
                 self.db.close()
             except Exception:
                 pass
+        # the pass after it runs Leon (sarko's kill requests); a round only if it changed something
+        if changed:
             self.need_round = True
-            self.wake()
+        self.wake()
 
     def _notify_admin(self, subject: str, body: str) -> None:
         from .. import judas
@@ -319,7 +371,8 @@ class Server:
             return None if reply is None else [identity, b"", json.dumps(reply).encode()]
         tag = rest[0].decode(errors="replace") if rest else ""
         log.debug("hint %s", tag)
-        self.need_round = True
+        if tag not in PASS_HINTS:
+            self.need_round = True
         return None
 
     def handle_request(self, payload: bytes) -> dict[str, Any] | None:
@@ -381,7 +434,7 @@ class Server:
                 time.sleep(0.5)
             if self.stopping.is_set():
                 break
-            wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_round)
+            wait = 0 if self.need_round else self.timer_period - (time.monotonic() - self.last_tick)
             try:
                 self._drain(max(0, int(wait * 1000)))
             except Exception:
@@ -405,24 +458,77 @@ class Server:
             self._notify_user(killing.errors, "ERROR", "job deleted")
         if changes.changed or killing.changed:
             self.need_round = True
-        due = time.monotonic() - self.last_round >= self.timer_period
-        if self.need_round or due:
+        if self._walltime_changes(now):
+            self.need_round = True
+        if self.need_round or self._round_due(now):
             self.need_round = False
-            self.last_round = time.monotonic()
+            self.last_round = self.last_tick = time.monotonic()
+            # taken before the round: what the round writes itself makes one more round,
+            # what others write meanwhile is never missed
+            self.last_fingerprint = self._fingerprint()
             self._round(now)
         self._launch(now)
         self._finish()
+
+    def _round_due(self, now: int) -> bool:
+        """Whether the timer asks for a round: ``SERVER_TIMER_PERIOD`` has passed and the
+        database changed since the last round (a lost hint), or a planned start has come;
+        and in any case every :attr:`full_round_period` seconds."""
+        if time.monotonic() - self.last_tick < self.timer_period:
+            return False
+        self.last_tick = time.monotonic()
+        elapsed = self.last_tick - self.last_round
+        if elapsed >= self.full_round_period or self.last_fingerprint is None:
+            return True
+        fingerprint = self._fingerprint()
+        if fingerprint[:-1] != self.last_fingerprint[:-1]:
+            return True
+        next_start = fingerprint[-1]
+        return next_start is not None and next_start <= now
+
+    def _fingerprint(self) -> tuple:
+        """What changes when anything the metascheduler reads changes (one query): new jobs,
+        job states (every change is a ``job_state_logs`` row), events (requests), resources
+        and their logged changes, active queues; and the first planned start still to come."""
+        row = self.db.execute_sql(
+            'SELECT (SELECT MAX("job_id") FROM "jobs"), (SELECT MAX("job_state_log_id") FROM "job_state_logs"), '
+            '(SELECT MAX("event_id") FROM "event_logs"), (SELECT MAX("resource_id") FROM "resources"), '
+            '(SELECT MAX("resource_log_id") FROM "resource_logs"), '
+            '(SELECT COUNT(*) FROM "queues" WHERE "state" = \'Active\'), '
+            '(SELECT SUM("priority") FROM "queues" WHERE "state" = \'Active\'), '
+            '(SELECT MIN("start_time") FROM "gantt_jobs_predictions" WHERE "moldable_job_id" <> 0)').fetchone()
+        return tuple(row)
+
+    def _walltime_changes(self, now: int) -> bool:
+        """Apply the pending ``oarwalltime`` requests that can be granted; whether any was."""
+        from .. import walltime_change
+        from ..job_control import format_signed
+        from ..lang.request import format_duration
+
+        applied = walltime_change.apply_pending(self.db, self.config, now)
+        for change in applied:
+            log.info("job %s: walltime %s, now %s s (%s s pending)", change.job_id,
+                     format_signed(change.granted), change.walltime, change.pending)
+            self._notify_user([change.job_id], "INFO",
+                              f"walltime of job {change.job_id} changed by {format_signed(change.granted)}: "
+                              f"now {format_duration(change.walltime)}")
+        return bool(applied)
 
     def _node_action(self, action: leon.NodeAction) -> None:
         self._submit(("node", action.job_id, action.action), leon.run_node_action,
                      self.db, self.config, self.connector, action, self.now)
 
     def _round(self, now: int) -> None:
+        log.debug("metascheduler round started")
+        began = time.monotonic()
         report = metasched.run_round(self.db, self.config, now)
+        log.debug("metascheduler round done in %.3f s: %s placed, %s to launch", time.monotonic() - began,
+                  len(report.placed), len(report.to_launch))
         if report.besteffort_kills:
             # the kill requests of the round: Leon sends them at once
             for action in leon.run(self.db, self.config, now).actions:
                 self._node_action(action)
+        self._predict(report)
         decided = report.accepted_reservations + report.rejected_reservations
         if decided:
             from ..db import bulk
@@ -436,6 +542,34 @@ class Server:
             for job_id in report.rejected_reservations:
                 info_type, _ = rows.get(job_id, (None, 0))
                 self._answer(info_type, "REJECTED", report.messages.get(job_id, "not schedulable"))
+
+    def _predict(self, report) -> None:
+        """Tell the waiting ``oarsub -I`` of the jobs placed in the future this round when
+        they are planned to start (``PREDICTION <start>``), each time that changes."""
+        launched = set(report.to_launch)
+        placed = [j for j in report.placed if j not in launched]
+        if not placed:
+            self.predicted.clear()
+            return
+        from ..db import bulk
+
+        rows = []
+        step = bulk.MAX_PARAMETERS - 16
+        for first in range(0, len(placed), step):
+            where, params = bulk.ids_clause(self.db, "job_id", placed[first:first + step])
+            rows += self.db.execute_sql(
+                'SELECT j."job_id", j."info_type", p."start_time" FROM "jobs" j '
+                'JOIN "moldable_job_descriptions" m ON m."moldable_job_id" = j."job_id" '
+                'JOIN "gantt_jobs_predictions" p ON p."moldable_job_id" = m."moldable_id" '
+                f'WHERE {where.replace(chr(34) + "job_id", "j." + chr(34) + "job_id")} '
+                'AND j."job_type" = \'INTERACTIVE\' AND j."state" = \'Waiting\' '
+                'AND j."info_type" IS NOT NULL AND j."info_type" <> \'\'', params).fetchall()
+        seen = {}
+        for job_id, info_type, start in rows:
+            seen[job_id] = start
+            if self.predicted.get(job_id) != start:
+                self._answer(info_type, "PREDICTION", str(start))
+        self.predicted = seen
 
     def _launch(self, now: int) -> None:
         running = self.in_flight("launch")

@@ -122,6 +122,55 @@ class SqliteBackend(Backend):
         )
 
 
+def _postgresql_class() -> type:
+    """``peewee.PostgresqlDatabase`` always on psycopg 3, imported here rather than by peewee.
+
+    Peewee imports psycopg (0.2 to 0.4 s) when it is itself imported; the package keeps it
+    out (``oar_appliance/__init__.py``) so that commands on SQLite do not pay for it.  This
+    adapter takes the driver's module and constants from psycopg imported now, whichever
+    way peewee was imported.
+    """
+    import psycopg
+    from psycopg.pq import TransactionStatus
+    from psycopg.types.json import Json, Jsonb
+
+    class Psycopg3(peewee.Psycopg3Adapter):
+        txn_idle = TransactionStatus.IDLE
+        txn_inerror = TransactionStatus.INERROR
+        txn_unknown = TransactionStatus.UNKNOWN
+
+        def __init__(self):
+            super().__init__()
+            self.json_type, self.jsonb_type = Json, Jsonb
+
+        def check_driver(self):
+            pass
+
+        def get_binary_type(self):
+            return psycopg.Binary
+
+        def connect(self, db, **params):
+            if db._encoding:
+                params.setdefault("client_encoding", db._encoding)
+            if db.database.startswith("postgresql://"):
+                params.setdefault("conninfo", db.database)
+            else:
+                params.setdefault("dbname", db.database)
+            return psycopg.connect(**params)
+
+        def server_side_cursor(self, conn):
+            import uuid
+
+            in_txn = self.txn_status(conn) == TransactionStatus.INTRANS
+            return conn.cursor(name=str(uuid.uuid1()), withhold=not in_txn)
+
+    class PostgresqlDatabase(peewee.PostgresqlDatabase):
+        # peewee picks one of the two by the drivers it saw at its import: both are ours
+        psycopg2_adapter = psycopg3_adapter = Psycopg3
+
+    return PostgresqlDatabase
+
+
 class PostgresBackend(Backend):
     """PostgreSQL through psycopg 3."""
 
@@ -143,12 +192,12 @@ class PostgresBackend(Backend):
 
     def open(self, create: bool = False) -> peewee.Database:
         try:
-            import psycopg  # noqa: F401  (peewee picks psycopg 3 when it is importable)
+            import psycopg  # noqa: F401
         except ImportError as exc:
             raise DatabaseError(
                 "PostgreSQL needs psycopg 3: install oar-appliance[postgres]"
             ) from exc
-        return peewee.PostgresqlDatabase(self.name, **self.params, connect_timeout=10)
+        return _postgresql_class()(self.name, **self.params, connect_timeout=10)
 
     def create_readonly_account(self, db, login: str, password: str, secret_tables) -> str:
         from psycopg import sql

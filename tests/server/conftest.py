@@ -93,13 +93,16 @@ class Lab:
 
     def start_server(self) -> subprocess.Popen:
         assert self.server is None or self.server.poll() is not None
+        started = f"oar-server started (port {self.port}"
+        # a restart waits for its own line, not the previous run's
+        before = self.log.read_text().count(started) if self.log.exists() else 0
         self.server = subprocess.Popen([sys.executable, "-m", "oar_appliance.cli.oar_server", "--conf",
                                         str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
                 raise AssertionError(f"oar-server exited: {self.server.stderr.read().decode()}")
-            if self.log.exists() and f"oar-server started (port {self.port}" in self.log.read_text():
+            if self.log.exists() and self.log.read_text().count(started) > before:
                 return self.server
             time.sleep(0.05)
         raise AssertionError("oar-server did not start")

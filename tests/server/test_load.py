@@ -1,12 +1,15 @@
-"""Load and latency through a real oar-server: 200 jobs from 8 concurrent submitters on SQLite,
-and the time from oarsub's answer to Running."""
+"""Load and latency through a real oar-server: 200 jobs from 8 concurrent submitters on SQLite
+(8 real bash shells each running 25 real ``oarsub`` commands), and the time from oarsub's answer to Running."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,26 +18,35 @@ from tests.server.conftest import WAIT
 SHELLS, PER_SHELL = 8, 25
 
 
-#: one submitting "shell": a process calling oarsub's main() again and again (a whole oarsub
-#: each time: its own connection, transaction and notification), without paying Python's
-#: start-up 200 times on a 2-core machine
-SHELL = """
-import sys
-from oar_appliance.cli import oarsub
-for _ in range(int(sys.argv[1])):
-    rc = oarsub.main(["-l", "/core=1", "echo $OAR_JOB_ID"])
-    if rc:
-        print(f"oarsub failed: {rc}", file=sys.stderr)
+#: one real shell: 25 oarsub commands, one after the other, each a new process
+BASH = """
+for i in $(seq 1 {n}); do
+    "{oarsub}" -l /core=1 'echo $OAR_JOB_ID' || echo "oarsub failed: $?" >&2
+done
 """
 
 
+def _oarsub_command() -> str:
+    """The ``oarsub`` console script next to this Python (the virtualenv's)."""
+    script = Path(sys.executable).parent / "oarsub"
+    assert script.is_file() and os.access(script, os.X_OK), f"no oarsub script at {script}"
+    return str(script)
+
+
 @pytest.mark.parametrize("backend_name", ["sqlite"])
-def test_200_jobs_from_8_shells(running_lab):
+def test_200_jobs_from_8_bash_shells(running_lab):
+    """8 bash shells submit 25 jobs each with the real oarsub command at the same time."""
     lab = running_lab
+    bash = shutil.which("bash")
+    assert bash
+    script = BASH.format(n=PER_SHELL, oarsub=_oarsub_command())
+    _submit_and_check(lab, [[bash, "-c", script] for _ in range(SHELLS)], "bash shells running oarsub")
+
+
+def _submit_and_check(lab, commands, what: str) -> None:
     started = time.monotonic()
-    shells = [subprocess.Popen([sys.executable, "-c", SHELL, str(PER_SHELL)], cwd=lab.work,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(SHELLS)]
+    shells = [subprocess.Popen(command, cwd=lab.work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for command in commands]
     outputs = []
     try:
         for shell in shells:
@@ -62,7 +74,7 @@ def test_200_jobs_from_8_shells(running_lab):
     for job_id in ids[::20]:
         assert (lab.work / f"OAR.{job_id}.stdout").read_text() == f"{job_id}\n"
     assert "locked" not in lab.log.read_text()
-    print(f"\n200 jobs from 8 shells: submitted in {submitted:.1f} s, all Terminated after {done:.1f} s")
+    print(f"\n200 jobs from 8 {what}: submitted in {submitted:.1f} s, all Terminated after {done:.1f} s")
 
 
 def test_latency_from_oarsub_to_running(running_lab):

@@ -9,6 +9,7 @@ oar-lab does with a process whatever the server's own behaviour.
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import socket
@@ -340,6 +341,17 @@ def run_command(argv, cwd, env, stdin_text=None, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _root_with_writable_cgroups() -> bool:
+    if os.geteuid() != 0:
+        return False
+    if os.access("/sys/fs/cgroup/cpuset", os.W_OK):                 # v1
+        return True
+    try:                                                             # v2
+        return "cpuset" in open("/sys/fs/cgroup/cgroup.controllers").read().split()
+    except OSError:
+        return False
+
+
 def test_a_lab_runs_jobs_through_the_real_server(tmp_path):
     """init, start, a batch job to its end, an interactive job, a reservation, status, stop:
     every piece a process of its own, as a user types them."""
@@ -356,7 +368,7 @@ def test_a_lab_runs_jobs_through_the_real_server(tmp_path):
     assert started.returncode == 0, started.stderr
     pid = pid_of(lab)
     try:
-        submitted = oar("oarsub", "-l", "core=1", "hostname; echo hi")
+        submitted = oar("oarsub", "-l", "core=1", "hostname; echo hi; cat /proc/self/cgroup > cgroups.txt")
         assert submitted.returncode == 0, submitted.stderr
         job_id = int(submitted.stdout.split("OAR_JOB_ID=")[1].split()[0])
         deadline = time.monotonic() + 180  # generous: a loaded machine
@@ -365,6 +377,10 @@ def test_a_lab_runs_jobs_through_the_real_server(tmp_path):
                 pytest.fail(oar("oarstat", "-f", "-j", str(job_id)).stdout + (lab / "oar.log").read_text())
             time.sleep(1)
         assert (work / f"OAR.{job_id}.stdout").read_text() == f"{socket.gethostname()}\nhi\n"
+        # a lab run by root on a host with writable cgroups confines its jobs (auto)
+        confined = f"/oar/{getpass.getuser()}_{job_id}" in (work / "cgroups.txt").read_text()
+        assert confined == _root_with_writable_cgroups(), \
+            (work / "cgroups.txt").read_text()
         shell = oar("oarsub", "-I", "-l", "core=1", stdin_text="echo inside=$OAR_JOB_ID; exit 5\n")
         assert shell.returncode == 5, shell.stderr
         interactive_id = job_id + 1

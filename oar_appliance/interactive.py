@@ -9,7 +9,6 @@ oar.conf: ``local`` runs it here as a child holding the terminal (the one-host l
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import peewee
 
 from .db.models import AssignedResource, Job, Resource
 from .errors import ConfigError, ConflictError, NotFoundError, PermissionDeniedError
+from .nodeside.terminal import exit_status, signals_passed_to
 
 #: connectors that can give a shell on a node
 SHELL_CONNECTORS = ("local",)
@@ -87,21 +87,9 @@ def run_attached(argv: list[str]) -> int:
     except OSError as exc:
         raise ConflictError(f"cannot start the job's shell: {exc.strerror}") from None
 
-    def forward(signum, _frame):
-        try:
-            child.send_signal(signum)
-        except OSError:
-            pass
-
-    previous = {sig: signal.signal(sig, handler) for sig, handler in (
-        (signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
-        (signal.SIGTERM, forward), (signal.SIGHUP, forward))}
-    try:
+    with signals_passed_to(child):
         returncode = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 128 - returncode if returncode < 0 else returncode
+    return exit_status(returncode)
 
 
 __all__ = ["JobShell", "SHELL_CONNECTORS", "connectable_job", "head_host", "run_attached", "shell_command"]

@@ -30,6 +30,7 @@ import subprocess
 import sys
 
 from ..errors import NotFoundError, OarError, UsageError
+from .terminal import exit_status, signals_passed_to
 
 #: status written when the shell cannot be started (oarexec's "user shell" code)
 SHELL_START_FAILED = 7
@@ -117,17 +118,8 @@ def run_shell(shell: str, environment: dict[str, str], cwd: str | None,
         print(f"#ERROR: cannot start the shell {shell}: {exc.strerror}", file=sys.stderr)
         return SHELL_START_FAILED, False
 
-    def forward(signum, _frame):
-        try:
-            child.send_signal(signum)
-        except OSError:
-            pass
-
-    previous = {sig: signal.signal(sig, handler) for sig, handler in (
-        (signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
-        (signal.SIGTERM, forward), (signal.SIGHUP, forward))}
     job_ended = False
-    try:
+    with signals_passed_to(child):
         while True:
             try:
                 returncode = child.wait(timeout=WATCH_PERIOD if job_alive else None)
@@ -143,10 +135,7 @@ def run_shell(shell: str, environment: dict[str, str], cwd: str | None,
                     break
                 except subprocess.TimeoutExpired:
                     child.kill()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return (128 - returncode if returncode < 0 else returncode), job_ended
+    return exit_status(returncode), job_ended
 
 
 def build_parser() -> argparse.ArgumentParser:

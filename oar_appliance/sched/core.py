@@ -11,7 +11,8 @@ Rules (REFERENCE.md, "Scheduling semantics"):
 - occupations (running jobs, accepted reservations) are put in the Gantt first; then new
   advance reservations (jobs with ``reservation`` set), in the given order, each placed at
   its start time exactly or rejected (a start already past is moved to ``now``, as OAR
-  does for a reservation the scheduler sees late); then the batch jobs in the given order
+  does for a reservation the scheduler sees late, unless it passed by more than the
+  walltime: the whole slot is over, rejected); then the batch jobs in the given order
   (the caller's priority order: queue priority, then FIFO/karma), besteffort batch jobs
   after all the others (:func:`placement_order`);
 - each job gets the EARLIEST start >= max(now, earliest_start) at which its request fits
@@ -453,6 +454,11 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Pla
         walltime = request.walltime
         if walltime is None or walltime <= 0:
             reasons.append(f"moldable {moldable_id} has no walltime")
+            continue
+        if job.reservation is not None and now > job.reservation + walltime:
+            # its whole slot has passed: moved to now it would run outside it
+            reasons.append(f"moldable {moldable_id}: its start passed by more than its "
+                           f"walltime ({now - job.reservation} s late, walltime {walltime} s)")
             continue
         if len(request.groups) == 1:
             # one group is monotone in the free set: if it does not fit on the whole

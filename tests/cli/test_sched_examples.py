@@ -304,12 +304,6 @@ def test_moldable_reservation_takes_the_alternative_that_fits_at_its_date(fig, d
     assert row(db_url, resa)["message"] == "R=8,W=1:0:0,J=B,Q=default"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a new reservation first seen after its whole slot has passed (scheduler down, round "
-    "at start + 2 h for a 1 h reservation) is moved to now and launched for its full "
-    "walltime, outside the reserved slot, instead of being rejected (REFERENCE: one whose "
-    "start passed by more than its walltime goes to Error); core.schedule_round moves "
-    "any past start to now"))
 def test_reservation_whose_slot_has_passed_is_rejected(fig, db_url, now):
     start = now + HOUR
     resa = sub(fig, "-r", date_text(start), "-l", "/nodes=1,walltime=1:00:00")

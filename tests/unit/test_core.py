@@ -157,6 +157,10 @@ def test_reservation_at_its_date_or_rejected():
     res = schedule_round(pool, pool.all_bits, [], [job(6, "/nodes=1", 10, reservation=5)],
                          now=10)
     assert res.placements[0].start == 10 and res.to_launch == [6]
+    # one whose start passed by more than its walltime: its slot is over, rejected
+    res = schedule_round(pool, pool.all_bits, [], [job(7, "/nodes=1", 10, reservation=5)],
+                         now=16)
+    assert res.placements == [] and res.messages[7].startswith("reservation rejected")
 
 
 def test_earliest_start_is_honoured():
@@ -337,6 +341,8 @@ def reference_round(pool, usable, occs, jobs, now, security):
             if j.reservation is not None:
                 if max(now, j.reservation) < earliest:
                     break                           # before its dependencies: rejected
+                if now > j.reservation + r.walltime:
+                    continue                        # its whole slot has passed
                 earliest = max(now, j.reservation)
             for s in g.candidate_starts(earliest):
                 if j.reservation is not None and s > earliest:

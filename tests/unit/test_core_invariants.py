@@ -425,7 +425,8 @@ def brute_force(model, job, usable, ivs, now, security):
         earliest = max(now, job.earliest_start)
         if job.reservation is not None:
             t = max(now, job.reservation)
-            candidates = [t] if t >= earliest else []
+            # (a start passed by more than the walltime: the whole slot is over)
+            candidates = [t] if t >= earliest and now <= job.reservation + request.walltime else []
         else:
             # past every finite end (and every start of an endless interval, a horizon),
             # the free set no longer changes: the last candidate worth trying

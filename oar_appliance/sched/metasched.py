@@ -35,7 +35,8 @@ What is loaded (REFERENCE.md, "Scheduling semantics"):
   :func:`oar_appliance.submission.check_resources` does at submission; mirrored here,
   with per-job error handling);
 - dependencies (CURRENT ``job_dependencies``): a required job running or with a slot ->
-  no start before its end (start + walltime); waiting and placed in this round -> the
+  no start before its end (start + walltime; ``now + 1`` for a job still active past its
+  walltime, as it has not ended yet); waiting and placed in this round -> the
   same, from its placement; ``Terminated`` with exit code 0 or NULL -> nothing;
   ``Terminated`` with another exit code -> the job is not scheduled (message
   ``dependency on job N which ended with exit code X``); ``Error`` or unknown -> ignored
@@ -478,7 +479,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
 # ------------------------------------------------------------------------------ the round
 
 def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
-                      unresolved: set[int]) -> tuple[str, int | str]:
+                      unresolved: set[int], now: int) -> tuple[str, int | str]:
     """('ok', earliest start) | ('wait', None) | ('blocked', message)."""
     earliest = 0
     waiting_on = False
@@ -493,7 +494,12 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
             continue
         if req.state in ACTIVE_STATES:
             walltime = dict(req.moldables).get(req.assigned_moldable, 0)
-            earliest = max(earliest, req.start_time + walltime)
+            end = req.start_time + walltime
+            if end <= now:
+                # still active past its walltime: it has not ended yet, its end is
+                # unknown (the Gantt, likewise, keeps it busy until now + 1)
+                end = now + 1
+            earliest = max(earliest, end)
             continue
         if req_id in kept:
             _, moldable_id, start, _ = kept[req_id]
@@ -529,7 +535,7 @@ def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundRes
         unresolved = {j.job_id for j in pending}
         wave, later = [], []
         for job in pending:
-            status, value = _dependency_start(job, loaded, placed, unresolved)
+            status, value = _dependency_start(job, loaded, placed, unresolved, now)
             if status == "blocked":
                 result.messages[job.job_id] = value
             elif status == "wait":

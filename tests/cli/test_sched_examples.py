@@ -504,11 +504,6 @@ def test_dependent_job_not_delayed_by_a_job_queued_after_it(fig, db_url, now):
     assert predicted(fig, dependent)[0] == now + 10 + 2 * (HOUR + SECURITY)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a dependency on a job still Running past its walltime (not yet ended by the server) "
-    "gives start_time + walltime, already past, as earliest start: the dependent job is "
-    "launched while the required job runs (the Gantt itself keeps such a job busy until "
-    "now + 1; metasched._dependency_start does not)"))
 def test_dependency_on_an_overdue_running_job_waits_for_it(fig, db_url, now):
     required = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "required")
     after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=1:00:00", "after")

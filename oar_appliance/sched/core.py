@@ -15,6 +15,9 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   walltime: the whole slot is over, rejected); then the batch jobs in the given order
   (the caller's priority order: queue priority, then FIFO/karma), besteffort batch jobs
   after all the others (:func:`placement_order`);
+- dependencies on jobs of the same round (``after``): a job starts at or after the
+  predicted ends of the jobs placed before it that it depends on (one of them not placed:
+  a message), so dependent jobs keep their place in the order;
 - each job gets the EARLIEST start >= max(now, earliest_start) at which its request fits
   during its whole walltime + security time, without moving anything placed before it
   (conservative backfilling: a later job may take a hole in front of earlier ones);
@@ -136,6 +139,10 @@ class WaitingJob:
     container: bool = False
     #: ``-t inner=ID``: placed only inside container job ID
     inner: int | None = None
+    #: ids of jobs of this round that must end before this one starts (dependencies):
+    #: each must come before it in :func:`placement_order`; its start is then at or
+    #: after their predicted ends; one of them not placed gives this job a message
+    after: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -340,6 +347,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     order = placement_order(waiting)
     views.expect((j.besteffort, j.timesharing, j.allow) for j in order if j.inner is None)
     kill: set[int] = set()
+    ends: dict[int, int] = {}                           # placed job -> predicted end
     clock, deadline = opts.clock, opts.deadline
     for index, job in enumerate(order):
         if deadline is not None and clock is not None and clock() >= deadline:
@@ -348,7 +356,12 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
                 result.messages[late.job_id] = TIMEOUT_MESSAGE
             break
         try:
-            if job.inner is not None:
+            placer, message = None, ""
+            if job.after:
+                job, message = _after_placed(job, ends)
+            if message:
+                pass
+            elif job.inner is not None:
                 placer, message = containers.placer(job.inner)
                 hole = 0
             else:
@@ -368,6 +381,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
         if placement is None:
             result.messages[job.job_id] = message
             continue
+        ends[job.job_id] = placement.start + placement.walltime
         end = placement.start + placement.walltime + security_time
         if quotas is not None:
             quotas.add(job.job_id, placement.start, end, placement.bits)
@@ -431,6 +445,18 @@ def _within_quotas(placer: _Placer, quotas, job_id: int, request: MoldableReques
             return None
         found = placer.place(request, cbits, duration, nxt, None, hole_minimum)
     return None
+
+
+def _after_placed(job: WaitingJob, ends: Mapping[int, int]) -> tuple[WaitingJob, str]:
+    """``job`` with its earliest start after the ends of its ``after`` jobs, or a message
+    when one of them was not placed before it."""
+    earliest = job.earliest_start
+    for required in job.after:
+        end = ends.get(required)
+        if end is None:
+            return job, f"dependency on job {required} which is not scheduled"
+        earliest = max(earliest, end)
+    return replace(job, earliest_start=earliest), ""
 
 
 def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Placer,

@@ -478,11 +478,6 @@ def test_dependency_on_a_job_ended_well_runs_now(fig, db_url, now):
     assert row(db_url, after)["state"] == "toLaunch"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "metasched resolves dependencies on jobs of the same round in waves: a dependent job "
-    "is placed after every job of the earlier wave, including the jobs queued after it, "
-    "which can take its slot (here it is planned at + 3 h instead of + 2 h): conservative "
-    "backfilling and queue order do not hold for jobs with dependencies"))
 def test_dependent_job_not_delayed_by_a_job_queued_after_it(fig, db_url, now):
     """Conservative backfilling holds with dependencies: a job queued after a dependent
     job does not take the slot the dependent job gets without it."""

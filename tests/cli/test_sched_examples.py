@@ -630,14 +630,12 @@ def test_container_reservation_takes_inner_jobs_in_its_slot(fig, db_url, now):
     assert predicted(fig, second)[0] == start + HOUR + SECURITY
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "oarsub accepts -t inner=ID with -r DATE (the job is stored); the spec: '-t inner=... "
-    "cannot be used with a reservation'"))
 def test_inner_job_cannot_be_a_reservation(fig, db_url, now):
     start = now + HOUR
     resa = sub(fig, "-r", date_text(start), "-t", "container", "-l", "/nodes=2,walltime=2:00:00")
     refused = fig("oarsub", "-r", date_text(start), "-t", f"inner={resa}", "-l", "/nodes=1", "k")
-    assert refused.rc != 0 and refused.err.startswith("#ERROR: ")
+    assert refused.rc == 2 and refused.err.startswith("#ERROR: ")
+    assert "inner" in refused.err and "reservation" in refused.err
 
 
 # ------------------------------------------------------------------ stability

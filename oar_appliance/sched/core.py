@@ -43,8 +43,9 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   jobs are placed after all the others (they cannot compete with them); a container
   neither running nor placed gives its inner jobs a message;
 - :class:`~oar_appliance.sched.policies.RoundOptions` (keyword ``options``): horizons
-  (``available_upto``: nothing planned at or after it on those resources; a job that
-  would cross it goes elsewhere or later, or gets a message), always-assigned resources
+  (``available_upto``: nothing planned at or after it on those resources, inside
+  containers too; a job that would cross it goes elsewhere or later, or gets a
+  message), always-assigned resources
   (never chosen nor occupied, added to every placement), resources of suspended jobs that
   others may use, the minimum hole for backfilling (batch jobs only), and a deadline
   (``SCHEDULER_TIMEOUT``: the jobs not reached get :data:`TIMEOUT_MESSAGE`, what was
@@ -324,7 +325,16 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     always = opts.always_assigned
     fit_usable = usable & ~always if always else usable
     views = Views(lambda: _Placer(pool, fit_usable, now, memo))
-    containers = Containers(lambda bits: _Placer(pool, bits & fit_usable, now, memo), now)
+
+    def container_placer(bits: int) -> _Placer:
+        # the inside of a container: its resources, with their horizons (available_upto
+        # may have been lowered after the container was placed)
+        placer = _Placer(pool, bits & fit_usable, now, memo)
+        for date, hbits in opts.horizons:
+            placer.gantt.occupy(max(date, now), FAR, hbits & bits)
+        return placer
+
+    containers = Containers(container_placer, now)
     running_besteffort: list[Occupation] = []
     for occ in occupations:
         end = occ.end

@@ -587,9 +587,9 @@ def test_policies_no_resource_used_twice_unless_shared(scenario):
         j = byid[p.job_id]
         assert p.bits & ~usable == 0
         assert p.start >= now and p.start >= j.earliest_start
-        # nothing at or after a horizon on its resources (inner jobs: see the xfail below)
+        # nothing at or after a horizon on its resources (inner jobs included)
         for date, hbits in options.horizons:
-            if p.bits & hbits and j.inner is None:
+            if p.bits & hbits:
                 assert p.start + p.walltime + security <= max(date, now), (p, date)
         if j.inner is not None:
             # inside its container: its resources, its window (with the security time)
@@ -630,10 +630,6 @@ def test_policies_deterministic_and_conservative(scenario):
         assert alone.placement_of(job.job_id) == res.placement_of(job.job_id), job.job_id
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inner jobs ignore horizons: the Gantt of a container's inside is built without the "
-    "horizons (available_upto), so a running container whose resources got a horizon "
-    "(available_upto lowered after it started) has inner jobs planned past it"))
 def test_inner_jobs_respect_horizons():
     rows = tree_rows(1, 1, 1, 2)
     pool = ResourcePool(rows, LABELS)

@@ -1,6 +1,6 @@
 """Benchmark of a scheduling round (oar_appliance.sched.metasched.run_round) on SQLite.
 
-    .venv/bin/python bench/bench_sched.py [--large] [--repeat 3] [--trace]
+    .venv/bin/python bench/bench_sched.py [--large] [--huge] [--repeat 3] [--trace]
 
 For each workload a fresh SQLite database is created (schema through the package),
 filled in bulk (plain executemany, one transaction, fixed seed), copied once per run, and
@@ -13,9 +13,13 @@ alone (``schedule_round`` on the loaded data).  Workloads:
   multi-moldable) plus 50 running jobs on 100 nodes x 2 cpus x 16 cores (target: full
   round < 0.3 s);
 - ``large`` (``--large``): 10,000 mixed waiting jobs plus 300 running jobs on
-  1,000 nodes x 2 cpus x 16 cores (32,000 resources; target: < 2 s end to end).
+  1,000 nodes x 2 cpus x 16 cores (32,000 resources; target: < 2 s end to end);
+- ``huge`` (``--huge``): 50,000 mixed waiting jobs plus 1,500 running jobs on
+  5,000 nodes x 2 cpus x 16 cores (160,000 resources; target: < 20 s end to end).
 
-Prints one line per workload: median times of ``--repeat`` runs (each on a fresh copy),
+Prints one line per workload: median times of ``--repeat`` runs (each on a fresh copy;
+wall clock, and the CPU time of the process for the full round, steadier on a shared
+machine),
 the counts decided, and the peak RSS of the process (``resource.getrusage``); with
 ``--trace`` also the tracemalloc peak of one full round (slower: tracing costs time).
 """
@@ -147,7 +151,7 @@ def running_jobs(rng: random.Random, n: int, per_node: int, hosts: int) -> list[
              "assigned": range(h * per_node + 1, (h + 1) * per_node + 1)} for h in nodes]
 
 
-def workloads(large: bool):
+def workloads(large: bool, huge: bool = False):
     rng = random.Random(42)
     yield "nodes: 500 node-only jobs, 100 nodes", (100, 2, 4), node_jobs(rng, 500), [], None
     yield "walltimes: 1,024 distinct walltimes, 10 resources", (10, 1, 1), walltime_jobs(1024), [], None
@@ -156,6 +160,10 @@ def workloads(large: bool):
     if large:
         yield ("large: 10,000 jobs + 300 running, 1,000 nodes x 32", (1000, 2, 16),
                mixed_jobs(rng, 10000, 1000), running_jobs(rng, 300, 32, 1000), 2.0)
+    if huge:
+        rng = random.Random(43)         # (the same jobs with or without --large)
+        yield ("huge: 50,000 jobs + 1,500 running, 5,000 nodes x 32", (5000, 2, 16),
+               mixed_jobs(rng, 50000, 5000), running_jobs(rng, 1500, 32, 5000), 20.0)
 
 
 # ---------------------------------------------------------------------------- timing
@@ -166,9 +174,10 @@ def one_run(template: str, work: str, trace: bool = False):
     try:
         if trace:
             tracemalloc.start()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = metasched.run_round(db, CONFIG, NOW)
         full = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         peak = tracemalloc.get_traced_memory()[1] if trace else None
         if trace:
             tracemalloc.stop()
@@ -188,7 +197,7 @@ def one_run(template: str, work: str, trace: bool = False):
         core = time.perf_counter() - started
     finally:
         db.close()
-    return full, load, core, report, peak
+    return full, load, core, report, peak, cpu
 
 
 def _waiting(loaded):
@@ -206,13 +215,15 @@ def _waiting(loaded):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="add the 10,000 jobs / 32,000 resources case")
+    parser.add_argument("--huge", action="store_true",
+                        help="add the 50,000 jobs / 160,000 resources case")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--trace", action="store_true", help="also the tracemalloc peak of one round")
     args = parser.parse_args()
     top = tempfile.mkdtemp(prefix="bench-sched-")
     failed = False
     try:
-        for name, (hosts, cpus, cores), jobs, running, target in workloads(args.large):
+        for name, (hosts, cpus, cores), jobs, running, target in workloads(args.large, args.huge):
             template = os.path.join(top, "template.sqlite")
             work = os.path.join(top, "work.sqlite")
             for p in (template, work):
@@ -226,9 +237,11 @@ def main() -> int:
             full = statistics.median(r[0] for r in runs)
             load = statistics.median(r[1] for r in runs)
             core = statistics.median(r[2] for r in runs)
+            cpu = statistics.median(r[5] for r in runs)
             report = runs[-1][3]
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            line = (f"{name}: full round {full * 1000:.0f} ms (load {load * 1000:.0f} ms, core alone "
+            line = (f"{name}: full round {full * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms "
+                    f"(load {load * 1000:.0f} ms, core alone "
                     f"{core * 1000:.0f} ms, write ~{max(0.0, full - load - core) * 1000:.0f} ms); "
                     f"{len(report.to_launch)} to launch, {len(report.planned)} planned, "
                     f"{len(report.messages)} not schedulable, {len(report.besteffort_kills)} kills; "

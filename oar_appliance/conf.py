@@ -429,6 +429,12 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "SUSPEND_RESUME_SCRIPT_TIMEOUT": (_INT, 60),
     "JOB_RESOURCE_MANAGER_PROPERTY_DB_FIELD": (_STR, "cpuset"),
     "JOB_RESOURCE_MANAGER_FILE": (_STR, "cpuset_manager.pl"),
+    # nodes: confine jobs in cgroups: auto (when the node can), cgroup (always; a node that
+    # cannot refuses the job), none (process groups only)
+    "JOB_RESOURCE_MANAGER": (_STR, "auto"),
+    # nodes: where the jobs' cgroups go in each hierarchy; a relative path is taken inside
+    # the cgroup oarexec starts in (a node that runs inside a delegated cgroup)
+    "JOB_RESOURCE_MANAGER_CGROUP_BASE": (_STR, "/oar"),
     "TAKTUK_CMD": (_OPT, None),
     "SCHEDULER_NODE_MANAGER_WAKE_UP_CMD": (_OPT, None),
     "SCHEDULER_NODE_MANAGER_SLEEP_CMD": (_OPT, None),

@@ -99,6 +99,9 @@ def conf_text(paths: LabPaths, port: int, host: str, user: str) -> str:
         "# oardel kills at once in a lab (20 s and 300 s on a site)",
         "JOBDEL_SOFTWALLTIME=5",
         "JOBDEL_WALLTIME=30",
+        "# jobs are not put in cgroups: a lab leaves the host's /oar cgroups alone (auto: confine",
+        "# them when the lab runs as root; see JOB_RESOURCE_MANAGER_CGROUP_BASE)",
+        "JOB_RESOURCE_MANAGER=none",
         "",
     ])
 

@@ -145,6 +145,12 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "debug": bool(config.get("OAREXEC_DEBUG_MODE")),
             # a killed job gets TERM, then KILL this long after (OAR's soft kill delay)
             "kill_grace": int(config.get("JOBDEL_SOFTWALLTIME", 20) or 0),
+            # the node's job resource manager (cgroups) and the suspend/resume scripts
+            "job_resource_manager": str(config.get("JOB_RESOURCE_MANAGER") or "auto"),
+            "cgroup_base": str(config.get("JOB_RESOURCE_MANAGER_CGROUP_BASE") or "/oar"),
+            "just_after_suspend_exec_file": config.get("JUST_AFTER_SUSPEND_EXEC_FILE") or None,
+            "just_before_resume_exec_file": config.get("JUST_BEFORE_RESUME_EXEC_FILE") or None,
+            "suspend_resume_script_timeout": int(config.get("SUSPEND_RESUME_SCRIPT_TIMEOUT", 60) or 60),
         }
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
                                   noop="noop" in job_types, hosts=hosts))

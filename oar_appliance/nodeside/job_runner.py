@@ -108,7 +108,7 @@ class JobRunner:
         log.info("kill requested")
         self.killed = True
         self.processes.signal(signal.SIGTERM)
-        self.processes.signal(signal.SIGCONT)  # a suspended job must run to die
+        self.processes.resume()  # a suspended (frozen, stopped) job must run to die
         self.kill_deadline = time.monotonic() + self.kill_grace
 
     def _send_to_command(self, sig: int) -> bool:
@@ -303,6 +303,12 @@ class JobRunner:
             signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             os.setpgid(0, 0)
+            if job.manager is not None:
+                # into the job's cgroup before anything of the user runs (still as root);
+                # every process it starts, setsid or not, stays there
+                code = Codes.INTERNAL
+                job.manager.attach(os.getpid())
+                code = Codes.USER_SHELL
             user = job.user
             if job.as_root:
                 os.setgroups(os.getgrouplist(user.pw_name, user.pw_gid))

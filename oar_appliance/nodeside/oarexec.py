@@ -98,6 +98,17 @@ class PreparedJob:
         self.stderr_fd: int | None = None
         #: runtime files created so far, removed if the set-up fails
         self.created: list[str] = []
+        #: the job resource manager (its cgroup), set up before the ready line
+        self.manager: Any = None
+
+    def undo(self) -> None:
+        """The job will not run: remove its runtime files and its cgroup."""
+        remove_files(self.created)
+        if self.manager is not None:
+            try:
+                self.manager.clean()
+            except Exception:  # nothing better to do: the set-up error is what is reported
+                pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +162,9 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
     "user": (str,), "command": (str,), "launching_directory": (str,), "challenge": (str,),
     "runtime_dir": (str,), "name": (str,), "project": (str,), "queue": (str,), "host": (str,),
     "stdout_file": (str,), "stderr_file": (str,), "prologue": (str,), "epilogue": (str,),
+    "job_resource_manager": (str,), "cgroup_base": (str,),
+    "just_after_suspend_exec_file": (str,), "just_before_resume_exec_file": (str,),
+    "suspend_resume_script_timeout": _NUMBER,
     "walltime": _NUMBER, "prologue_timeout": _NUMBER, "kill_grace": _NUMBER,
     "report_try_timeout": _NUMBER, "report_max_backoff": _NUMBER,
     "array_id": (int,), "array_index": (int,), "checkpoint_signal": (int, str),
@@ -286,7 +300,7 @@ def prepare(data: dict[str, Any], environ: dict[str, str]) -> PreparedJob:
         for fd in (job.stdout_fd, job.stderr_fd):
             if fd is not None:
                 os.close(fd)
-        remove_files(job.created)
+        job.undo()
         raise
     return job
 
@@ -311,6 +325,7 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
     job.created.append(files.env)
     _write_file(files.env, "".join(f"{k}={v}\n" for k, v in oar_env.items()), Codes.TMP_DIR,
                 "environment file")
+    _prepare_manager(job)
     base = {name: environ[name] for name in PASSED_VARIABLES if environ.get(name)}
     base.setdefault("PATH", DEFAULT_PATH)
     base.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name, SHELL=job.shell)
@@ -334,6 +349,36 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
         err = _output_path(data.get("stderr_file"), "OAR.%jobid%.stderr", data)
         job.stdout_fd = _open_output(out, Codes.STDOUT_FILE, "stdout")
         job.stderr_fd = job.stdout_fd if err == out else _open_output(err, Codes.STDERR_FILE, "stderr")
+
+
+def _prepare_manager(job: PreparedJob) -> None:
+    """Choose the job resource manager, create the job's cgroup (its cpus, its share of
+    the node's memory, a freezer) and write ``job_<jobid>.manager`` for jobctl."""
+    from oar_appliance.nodeside import cgroups
+
+    data, files = job.data, job.files
+    mode = data.get("job_resource_manager") or "auto"
+    cpus = [int(cpu) for cpu in data.get("cpuset") or []]
+    try:
+        job.manager = cgroups.manager_for(mode, job.user.pw_name, job.job_id, cpus, files,
+                                          base=data.get("cgroup_base") or cgroups.DEFAULT_BASE)
+        memory = None
+        if cpus:
+            memory = cgroups.memory_share(cgroups.node_memory(), len(cpus), len(cgroups.node_cpus()))
+        job.manager.init(cpus, memory)
+    except (cgroups.CgroupError, OSError, ValueError) as exc:
+        raise SetupError(Codes.INTERNAL, f"cannot set up the job's cgroup: {exc}") from None
+    timeout = data.get("suspend_resume_script_timeout")
+    job.created.append(files.manager)
+    try:
+        cgroups.write_manager_file(files, job.manager, {
+            "just_after_suspend_exec_file": data.get("just_after_suspend_exec_file"),
+            "just_before_resume_exec_file": data.get("just_before_resume_exec_file"),
+            "suspend_resume_script_timeout": 60 if timeout is None else timeout,
+            "user": job.user.pw_name,
+        })
+    except OSError as exc:
+        raise SetupError(Codes.TMP_DIR, f"cannot write {files.manager}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,14 +507,14 @@ def main(argv: list[str] | None = None) -> int:
         return detach(job, sys.stdout)
     except SetupError as exc:
         if job is not None:  # the job will not run: leave nothing behind
-            remove_files(job.created)
+            job.undo()
         print(f"#ERROR: {exc.message}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line for the launcher, never a traceback
         if job is not None:
-            remove_files(job.created)
+            job.undo()
         print(f"#ERROR: oarexec failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return Codes.INTERNAL
 

@@ -11,13 +11,14 @@ oarexec and jobctl agree on these names (``<runtime_dir>/...``):
 | ``job_<jobid>.resources`` | ``OAR_RESOURCE_PROPERTIES_FILE`` |
 | ``job_<jobid>.signal`` | a signal name for the user signal (``oardel -s``) |
 | ``job_<jobid>.shell.status`` | the exit status of an interactive job's shell |
+| ``job_<jobid>.manager`` | the job resource manager oarexec chose (JSON: its cgroup, the suspend/resume scripts) |
 | ``oarexec_<jobid>.log`` | oarexec's debug log (``OAREXEC_DEBUG_MODE``) |
 
 :class:`ProcessGroupJobProcesses` finds a job's processes by process group and session
 (oarexec runs in a session of its own and the command in a process group of its own).
-It is the one place that knows how a job's processes are found: a cgroup manager
-replaces it with the same four methods, and then also catches processes that left the
-session.
+:func:`job_processes` is the one place that says how a job's processes are found: the
+job's cgroup when oarexec made one (:mod:`oar_appliance.nodeside.cgroups`, which also
+catches processes that left the session), else the process group and session.
 """
 
 from __future__ import annotations
@@ -77,13 +78,17 @@ class JobFiles:
         return self._path(f"job_{self.job_id}.shell.status")
 
     @property
+    def manager(self) -> str:
+        return self._path(f"job_{self.job_id}.manager")
+
+    @property
     def debug_log(self) -> str:
         return self._path(f"oarexec_{self.job_id}.log")
 
     def job_files(self) -> list[str]:
         """Every file ``clean`` removes (the debug log stays, for the administrator)."""
         return [self.pid, self.pgid, self.env, self.nodefile, self.resources, self.signal,
-                self.shell_status]
+                self.shell_status, self.manager]
 
 
 def unsafe_runtime_dir(path: str) -> str | None:
@@ -253,11 +258,14 @@ class ProcessGroupJobProcesses:
         return not self.pids()
 
 
-def job_processes(files: JobFiles, exclude: set[int] | None = None) -> ProcessGroupJobProcesses:
-    """The job's processes on this node, for oarexec and jobctl alike: the one place where
-    a cgroup manager plugs in (an object with ``pids``, ``signal``, ``suspend``, ``resume``
-    and ``kill_all``)."""
-    return ProcessGroupJobProcesses.from_files(files, exclude)
+def job_processes(files: JobFiles, exclude: set[int] | None = None):
+    """The job's processes on this node, for oarexec and jobctl alike: the job resource
+    manager oarexec chose (:func:`oar_appliance.nodeside.cgroups.manager_from_files`: the
+    job's cgroup, or its process group and session), an object with ``pids``, ``signal``,
+    ``suspend``, ``resume``, ``kill_all``, ``freeze``, ``thaw`` and ``clean``."""
+    from oar_appliance.nodeside.cgroups import manager_from_files
+
+    return manager_from_files(files, exclude)
 
 
 def remove_files(paths: list[str]) -> None:

@@ -75,7 +75,7 @@ from typing import Union
 from oar_appliance.lang.request import MoldableRequest
 from oar_appliance.sched.containers import Containers
 from oar_appliance.sched.gantt import Gantt
-from oar_appliance.sched.hierarchy import ResourcePool, fit_request
+from oar_appliance.sched.hierarchy import ResourcePool, fit_request, group_lower_bound
 from oar_appliance.sched.policies import RoundOptions
 from oar_appliance.sched.sharing import EXCLUSIVE, FAR, Share, Views
 
@@ -225,40 +225,94 @@ _NEVER = 1 << 62       # the "start" of a request that never fits
 class _Placer:
     """Placement of requests on one Gantt, with memos shared by the jobs of the round.
 
-    ``failed``: per request key (levels and resolved trees of its groups), the free sets
-    that failed (a failure depends only on the free set).  ``bounds``: per single-group
-    request key, ``(durations, starts)`` sorted increasing in both: a search started at
-    ``now`` for a duration d found its first fit at s, so (the Gantt only loses free
-    resources during a round, and a single group's fit is monotone in the free set) any
+    ``failed``: per request key (levels and resolved trees of its groups), what is known
+    to fail: for a single-group request (monotone: it fails on every subset of a free set
+    it fails on) the shortest window length that failed from each start time
+    (``Gantt.first_fit``'s ``failed_spans``; the Gantt only loses free resources during a
+    round, so a failure stays true), for a multi-group request the free sets that failed.
+    ``bounds``: per single-group request key, ``(durations, starts)`` sorted increasing in
+    both: a search started at ``now`` for a duration d found its first fit at s, so any
     later search from ``now`` for a duration >= d cannot start before s.  Multi-group
     requests are not monotone (an earlier group may take what a later one needs) and get
-    no bound.
+    no bound.  ``mins``: per request key, a lower bound of the resources it takes.
+
+    A placer made with ``follows=other`` (the Gantt of everything, following the Gantt
+    without besteffort) shares the other's Gantt until it is first needed for a placement:
+    until then it only records the occupations the other has not received (see
+    :meth:`occupy`), and its Gantt is then the other's copied, with those applied.  Both
+    give the same Gantt as two maintained separately (the free sets are ANDs, whose order
+    does not matter), for half the work while no besteffort job is placed.
     """
 
-    def __init__(self, pool: ResourcePool, usable: int, now: int, memo: dict) -> None:
+    def __init__(self, pool: ResourcePool, usable: int, now: int, memo: dict,
+                 follows: _Placer | None = None) -> None:
         self.pool = pool
         self.usable = usable
         self.now = now
-        self.gantt = Gantt(now, usable)
         self.memo = memo
-        self.failed: dict[tuple, set] = {}
+        self.failed: dict[tuple, set | dict] = {}
         self.bounds: dict[tuple, tuple[list[int], list[int]]] = {}
+        self.mins: dict[tuple, int] = {}
+        self._follows = follows
+        self._follower: _Placer | None = None
+        self._pending: list[tuple[int, int, int]] = []
+        if follows is None:
+            self._gantt: Gantt | None = Gantt(now, usable)
+        else:
+            self._gantt = None
+            follows._follower = self
+
+    @property
+    def gantt(self) -> Gantt:
+        if self._gantt is None:
+            self._materialize()
+        return self._gantt
+
+    def _materialize(self) -> None:
+        gantt = self._follows.gantt.copy()
+        for start, end, bits in self._pending:
+            gantt.occupy(start, end, bits)
+        self._gantt, self._pending = gantt, []
+        self._follows._follower = None
+
+    def occupy(self, start: int, end: int, bits: int) -> None:
+        """Remove ``bits`` from the free resources on ``[start, end)``."""
+        follower = self._follower
+        if follower is not None:
+            pending = follower._pending
+            if pending and pending[-1] == (start, end, bits):
+                pending.pop()           # the follower had it: now it comes with the copy
+            else:
+                follower._materialize()  # the follower must not receive this one
+        if self._gantt is None:
+            self._pending.append((start, end, bits))
+        else:
+            self._gantt.occupy(start, end, bits)
 
     def place(self, request: MoldableRequest, cbits: Callable[[str | None], int],
               duration: int, earliest: int, latest: int | None, hole_minimum: int = 0
               ) -> tuple[int, int] | None:
-        pool, usable, memo = self.pool, self.usable, self.memo
+        pool, usable = self.pool, self.usable
         trees = tuple(usable & cbits(g.constraint) for g in request.groups)
         key = (tuple(g.levels for g in request.groups), trees)
+        single = len(request.groups) == 1
         failed = self.failed.get(key)
         if failed is None:
-            failed = self.failed[key] = set()
+            failed = self.failed[key] = {} if single else set()
+        min_count = self.mins.get(key)
+        if min_count is None:
+            min_count = _min_count(request)
+            if single:
+                min_count = max(min_count, group_lower_bound(pool, request.groups[0].levels,
+                                                             trees[0]))
+            self.mins[key] = min_count
 
         def request_fit(free: int) -> int | None:
-            return fit_request(pool, request, usable, free, cbits, explain=False,
-                               memo=memo)[0]
+            # (no memo: a window's free set seldom comes back, the failure memos of the
+            # Gantt catch those that do, and hashing two long ints per call costs more)
+            return fit_request(pool, request, usable, free, cbits, explain=False)[0]
 
-        from_now = earliest <= self.now and latest is None and len(request.groups) == 1
+        from_now = earliest <= self.now and latest is None and single
         if from_now:
             bound = self.bounds.get(key)
             if bound is not None:
@@ -267,8 +321,13 @@ class _Placer:
                     if bound[1][k] == _NEVER:
                         return None
                     earliest = bound[1][k]
-        found = self.gantt.first_fit(request_fit, duration, earliest, latest, hole_minimum,
-                                     min_count=_min_count(request), failed=failed)
+        if single:
+            found = self.gantt.first_fit(request_fit, duration, earliest, latest, hole_minimum,
+                                         min_count=min_count, failed_spans=failed,
+                                         tree=None if trees[0] == usable else trees[0])
+        else:
+            found = self.gantt.first_fit(request_fit, duration, earliest, latest, hole_minimum,
+                                         min_count=min_count, failed=failed)
         if from_now:
             self._remember(key, duration, None if found is None else found[0])
         return found

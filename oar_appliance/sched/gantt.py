@@ -9,11 +9,15 @@ all_bits)``; nothing is ever planned before ``now`` (occupations are clipped to 
 Times are integers (seconds); intervals are half-open ``[start, end)``, so a job ending at
 t and another starting at t do not overlap.
 
-Hot path (:meth:`Gantt.first_fit`): candidate starts are the breakpoints, walked in order;
-the free set of the window ``[start, start + duration)`` is maintained by a two-stack
-sliding AND (each slot is ANDed O(1) times amortized, whatever the window length); a
-window whose free set has too few resources, or is a set that already failed for this
-request, is skipped without calling the fit function.
+Hot path (:meth:`Gantt.first_fit`): every slot keeps the number of its free resources, so
+a candidate start whose window holds a slot with fewer free resources than the request
+needs at least is rejected without any big-integer work, and the walk jumps past the last
+such slot (every start before it has it in its window too).  The free set of a window is
+only computed for the starts that pass, by a two-stack sliding AND (each slot is ANDed
+O(1) times amortized, whatever the window length).  A window whose free set is known to
+fail for the request (the same set, or for a monotone request a start already tried with a
+window as long or shorter, or a subset of the previous failure) is skipped without calling
+the fit function.
 """
 
 from __future__ import annotations
@@ -32,17 +36,26 @@ class Gantt:
     it saves: a candidate start with the same free set is skipped by the memo).
     """
 
-    __slots__ = ("now", "all_bits", "times", "frees")
+    __slots__ = ("now", "all_bits", "times", "frees", "counts")
 
     def __init__(self, now: int, all_bits: int) -> None:
         self.now = now
         self.all_bits = all_bits
         self.times: list[int] = [now]
         self.frees: list[int] = [all_bits]
+        #: number of free resources of each slot (``frees[k].bit_count()``)
+        self.counts: list[int] = [all_bits.bit_count()]
 
     def __repr__(self) -> str:
         slots = ", ".join(f"({t}, {bin(f)})" for t, f in zip(self.times, self.frees))
         return f"Gantt([{slots}])"
+
+    def copy(self) -> Gantt:
+        """An independent Gantt with the same slots (the bitsets are immutable ints)."""
+        other = Gantt.__new__(Gantt)
+        other.now, other.all_bits = self.now, self.all_bits
+        other.times, other.frees, other.counts = self.times[:], self.frees[:], self.counts[:]
+        return other
 
     def slots(self) -> list[tuple[int, int]]:
         """The breakpoints ``(time, free_bits)``, in time order."""
@@ -56,8 +69,9 @@ class Gantt:
         if i < len(times) and times[i] == t:
             return i
         # t falls inside slot i-1: split it
-        self.times.insert(i, t)
+        times.insert(i, t)
         self.frees.insert(i, self.frees[i - 1])
+        self.counts.insert(i, self.counts[i - 1])
         return i
 
     def occupy(self, start: int, end: int, bits: int) -> None:
@@ -68,9 +82,14 @@ class Gantt:
             return
         i = self._split(start)
         j = self._split(end)
-        frees, keep = self.frees, ~bits
+        frees, counts, size = self.frees, self.counts, bits.bit_count()
         for k in range(i, j):
-            frees[k] &= keep
+            f = frees[k]
+            removed = f & bits          # (cheap: as long as bits, often much shorter)
+            if removed:
+                # (XOR with a short positive int: far cheaper than AND with ~bits)
+                frees[k] = f ^ removed
+                counts[k] -= size if removed == bits else removed.bit_count()
 
     # -- queries ------------------------------------------------------------------------
     def free_during(self, start: int, end: int) -> int:
@@ -101,7 +120,8 @@ class Gantt:
 
     def first_fit(self, request_fit: Callable[[int], int | None], duration: int,
                   earliest: int, latest: int | None = None, hole_minimum: int = 0, *,
-                  min_count: int = 0, failed: set | None = None
+                  min_count: int = 0, failed: set | None = None,
+                  failed_spans: dict | None = None, tree: int | None = None
                   ) -> tuple[int, int] | None:
         """The earliest candidate start where the request fits, and the bits it gets.
 
@@ -114,8 +134,19 @@ class Gantt:
         of resources any fit takes (windows with fewer free resources are skipped).
         ``failed``: a set of free sets known to fail for this request (read and extended;
         pass the same set to later calls for the same request to share the knowledge).
+
+        ``failed_spans``: only for a *monotone* request (one that fails on every subset of
+        a free set it fails on; one group of :mod:`~oar_appliance.sched.hierarchy` is): a
+        dict, start time -> the shortest window length that failed from there, read and
+        extended (valid for later calls as long as the Gantt only loses free resources).
+        A monotone request also skips a window whose free set is a subset of the last
+        failed one.
+
+        ``tree``: the resources the request may use at all, when some are excluded
+        (constraints): ``min_count`` is then also checked on the window's free resources
+        in the tree.
         """
-        times, frees = self.times, self.frees
+        times, frees, counts = self.times, self.frees, self.counts
         n = len(times)
         if earliest < self.now:
             earliest = self.now
@@ -124,45 +155,94 @@ class Gantt:
         span = duration if duration > hole_minimum else hole_minimum
         if span <= 0:
             span = 1
-        if failed is None:
+        monotone = failed_spans is not None
+        if failed is None and not monotone:
             failed = set()
         ones = self.all_bits
-        # window = slots [i, j); front = slots [i, mid) as suffix ANDs suf[k - i0],
-        # back = AND of slots [mid, j)
+        last_failed = -1                # the last free set that failed (monotone requests)
+        # the window of a start in slot i is the slots [i, j); slots [i, checked) are known
+        # to have at least min_count free resources
         i = bisect_right(times, earliest) - 1
         start = earliest
-        mid = j = i
-        back = ones
+        j = checked = i
+        # lazy two-stack AND: front = slots [i0, mid) as suffix ANDs suf[k - i0], back =
+        # AND of slots [mid, jb); rebuilt when the start passes mid
+        i0 = mid = jb = i
         suf: list[int] = []
-        i0 = i
+        back = ones
         while True:
             end = start + span
             while j < n and times[j] < end:
-                back &= frees[j]
                 j += 1
-            if i == mid:
-                # front empty: move the back into a new front of suffix ANDs
-                suf = [0] * (j - i)
-                acc = ones
-                for k in range(j - 1, i - 1, -1):
-                    acc &= frees[k]
-                    suf[k - i] = acc
-                i0, mid, back = i, j, ones
-            free = suf[i - i0] & back if i < mid else back
-            if free.bit_count() >= min_count and free not in failed:
-                bits = request_fit(free)
-                if bits:
-                    return start, bits
-                failed.add(free)
-            # next candidate: the next breakpoint
-            i += 1
+            if j <= i:
+                j = i + 1
+            # the last slot of the window with too few free resources, if any
+            k = j - 1
+            lo = checked if checked > i else i
+            while k >= lo and counts[k] >= min_count:
+                k -= 1
+            checked = j
+            if k >= lo:
+                i = k + 1                   # every start up to slot k has it in its window
+            else:
+                skip = False
+                if monotone:
+                    shortest = failed_spans.get(start)
+                    skip = shortest is not None and shortest <= span
+                if not skip and i >= mid:
+                    suf = [0] * (j - i)
+                    acc = ones
+                    m = j - 1
+                    while m >= i:
+                        acc &= frees[m]
+                        if not acc or (tree is not None and not acc & tree):
+                            break
+                        w = j - m
+                        if not w & (w - 1) and (acc if tree is None else acc & tree
+                                                ).bit_count() < min_count:
+                            break               # (counted at 1, 2, 4, 8... slots: it costs)
+                        suf[m - i] = acc
+                        m -= 1
+                    if m >= i:
+                        # too few usable resources are free during [slot m, j): no start
+                        # up to slot m can fit (their windows hold those slots)
+                        # (the suffixes of slots m+1 .. j-1 are kept for those starts)
+                        i0, mid, jb, back = i, j, j, ones
+                        i = m + 1
+                        if i >= n:
+                            return None
+                        start = times[i]
+                        if latest is not None and start > latest:
+                            return None
+                        continue
+                    i0, mid, jb, back = i, j, j, ones
+                if not skip:
+                    while jb < j:
+                        back &= frees[jb]
+                        jb += 1
+                    free = suf[i - i0] & back if jb > mid else suf[i - i0]
+                    if free.bit_count() >= min_count and (
+                            tree is None or (free & tree).bit_count() >= min_count):
+                        if monotone:
+                            if last_failed >= 0 and free | last_failed == last_failed:
+                                skip = True
+                        elif free in failed:
+                            skip = True
+                        if not skip:
+                            bits = request_fit(free)
+                            if bits:
+                                return start, bits
+                            if monotone:
+                                last_failed = free
+                                shortest = failed_spans.get(start)
+                                if shortest is None or span < shortest:
+                                    failed_spans[start] = span
+                            else:
+                                failed.add(free)
+                i += 1
+            # next candidate: the breakpoint of slot i
             if i >= n:
                 return None
             start = times[i]
             if latest is not None and start > latest:
                 return None
-            if j < i + 1:
-                # (only when the window was one slot wide and ended before times[i])
-                j = mid = i
-                back = ones
-                suf, i0 = [], i

@@ -30,7 +30,9 @@ position, so inside a parent the work happens on small ints relative to the pare
 ("windows"); labels whose blocks do not interleave are walked with a cursor shift; a last
 level of single-resource blocks (``core``, ``resource_id``) is a popcount and a prefix
 search; an upper block with fewer free resources than its sub-levels need is skipped
-without descending.
+without descending; a one-level group of a label whose blocks are all the same number of
+consecutive positions (nodes of one size) is met with a few shift/AND operations on the
+whole bitset (:func:`_fit_uniform`) instead of a step per block.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from oar_appliance.lang.request import Level, MoldableRequest
 ALL, BEST, HALF_BEST = -1, -2, -3
 _SYMBOLIC = {"ALL": ALL, "BEST": BEST, "HALF_BEST": HALF_BEST}
 _LOW64 = (1 << 64) - 1
+#: use the lane computation for labels of equal contiguous blocks (see _fit_uniform)
+_UNIFORM = True
 #: bits per window of the walk over non-interleaved blocks (see _walk_windows)
 _WINDOW = 2048
 
@@ -86,7 +90,7 @@ class _Label:
     """The blocks of one label: values, first/last positions, bits shifted to the first."""
 
     __slots__ = ("name", "values", "firsts", "lasts", "locals", "owner", "cover", "full",
-                 "atomic", "disjoint")
+                 "atomic", "disjoint", "width", "starts")
 
     def __init__(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         index: dict[Any, int] = {}
@@ -121,6 +125,13 @@ class _Label:
         # blocks are numbered by first position; they do not interleave iff each one ends
         # before the next one starts (then a cursor can walk them)
         self.disjoint = all(self.lasts[i] < self.firsts[i + 1] for i in range(len(members) - 1))
+        # every block w consecutive positions (w > 1): ``starts`` has the first of each
+        width = len(members[0]) if members else 0
+        if width > 1 and all(len(m) == width and m[-1] - m[0] + 1 == width for m in members):
+            self.width = width
+            self.starts = _bits_of_positions(self.firsts, len(rows))
+        else:
+            self.width, self.starts = 0, 0
 
 
 class ResourcePool:
@@ -144,6 +155,8 @@ class ResourcePool:
         self.all_bits = (1 << self.size) - 1
         self._labels: dict[str, _Label] = {}
         self._compiled: dict[tuple[Level, ...], tuple] = {}
+        self._value_index: dict[tuple[str, ...], dict[tuple, list[int]]] = {}
+        self._block_sizes: dict[tuple[str, int], list[int]] = {}
 
     # -- sets ---------------------------------------------------------------------------
     def bits_of_ids(self, ids: Iterable[int]) -> int:
@@ -153,11 +166,20 @@ class ResourcePool:
 
     def ids_of(self, bits: int) -> list[int]:
         """The resource ids of a bitset, in position order."""
-        ids, text, out = self.ids, bin(bits)[:1:-1], []
-        i = text.find("1")
+        if not bits:
+            return []
+        # the text of the bits from the lowest one only (a job's bits are a short span
+        # of a long int)
+        low = _low(bits)
+        ids, text, out = self.ids, bin(bits >> low)[:1:-1], []
+        i, n = 0, len(text)
         while i >= 0:
-            out.append(ids[i])
-            i = text.find("1", i + 1)
+            # a run of ones at a time (whole nodes, consecutive cores: long runs)
+            end = text.find("0", i)
+            if end < 0:
+                end = n
+            out.extend(ids[low + i:low + end])
+            i = text.find("1", end)
         return out
 
     def bits_where(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:
@@ -165,6 +187,30 @@ class ResourcePool:
         if not self.size:
             return 0
         return int("".join("1" if predicate(r) else "0" for r in reversed(self.rows)), 2)
+
+    def bits_where_columns(self, columns: Iterable[str],
+                           predicate: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Like :meth:`bits_where` for a predicate that reads only ``columns``: it is
+        called once per distinct combination of their values (a row given to it holds
+        only those columns), not once per resource.
+        """
+        cols = tuple(sorted(columns))
+        index = self._value_index.get(cols)
+        if index is None:
+            index = {}
+            for pos, row in enumerate(self.rows):
+                key = tuple([row.get(c) for c in cols])
+                found = index.get(key)
+                if found is None:
+                    index[key] = [pos]
+                else:
+                    found.append(pos)
+            self._value_index[cols] = index
+        chosen = [positions for key, positions in index.items()
+                  if predicate(dict(zip(cols, key)))]
+        if len(chosen) == len(index):
+            return self.all_bits
+        return _bits_of_positions((p for positions in chosen for p in positions), self.size)
 
     # -- labels -------------------------------------------------------------------------
     def label(self, name: str) -> str:
@@ -218,6 +264,55 @@ class ResourcePool:
         return compiled
 
 
+def _sorted_block_sizes(pool: ResourcePool, lab: _Label, tree: int) -> list[int]:
+    """The sizes of the blocks of a label inside tree (those meeting it), increasing."""
+    key = (lab.name, tree)
+    sizes = pool._block_sizes.get(key)
+    if sizes is None:
+        per_block: dict[int, int] = {}
+        owner, text = lab.owner, bin(tree)[:1:-1]
+        i = text.find("1")
+        while i >= 0:
+            bi = owner[i]
+            if bi >= 0:
+                per_block[bi] = per_block.get(bi, 0) + 1
+            i = text.find("1", i + 1)
+        sizes = sorted(per_block.values())
+        if len(pool._block_sizes) > 1024:
+            pool._block_sizes.clear()
+        pool._block_sizes[key] = sizes
+    return sizes
+
+
+def group_lower_bound(pool: ResourcePool, group_levels: Sequence[Level], tree: int) -> int:
+    """A lower bound of the number of resources that any fit of the group on ``tree``
+    takes, whatever the free set (0 when the group cannot be compiled).
+
+    A group of one level takes whole blocks of ``tree`` (each block's part in the tree, all
+    free): at least the n smallest of them, or all of them for ``ALL``; a deeper group at
+    least the product of its counts.
+    """
+    try:
+        levels = pool._compile(group_levels)
+    except ValueError:
+        return 0
+    if len(levels) == 1:
+        lab, code, _ = levels[0]
+        if lab.atomic:
+            return code if code > 0 else (tree & lab.cover).bit_count() if code == ALL else 1
+        sizes = _sorted_block_sizes(pool, lab, tree)
+        if code > 0:
+            return sum(sizes[:code])
+        if code == ALL:
+            return sum(sizes)
+        return sizes[0] if sizes else 0
+    bound = 1
+    for _, code, _ in levels:
+        if code > 0:
+            bound *= code
+    return bound
+
+
 # ----------------------------------------------------------------------------- fitting
 
 def _fit(levels: tuple, k: int, F: int, B: int, base: int) -> int:
@@ -242,6 +337,8 @@ def _fit(levels: tuple, k: int, F: int, B: int, base: int) -> int:
         return _first_n(F, max(1, c >> 1)) if c else 0
     if n > 0 and F.bit_count() < n * need:
         return 0
+    if last and n > 0 and not base and lab.width and _UNIFORM:
+        return _fit_uniform(lab.width, lab.starts, n, F, B)
 
     if lab.disjoint:
         return _walk_windows(levels, k, last, F, B, base)
@@ -285,6 +382,33 @@ def _fit(levels: tuple, k: int, F: int, B: int, base: int) -> int:
     for sf in chosen[:len(chosen) if n == BEST else max(1, len(chosen) >> 1)]:
         result |= sf
     return result
+
+
+def _fit_uniform(width: int, starts: int, n: int, F: int, B: int) -> int:
+    """The last level ``label=n`` (n > 0) at the top of the tree, for a label whose blocks
+    are all ``width`` consecutive positions (``starts``: their first positions).
+
+    The same choice as the walk (the n first satisfiable blocks, each contributing its
+    free part), with a constant number of big-integer operations instead of a Python step
+    per block: bit p of ``whole`` says that positions p .. p+width-1 hold no busy
+    resource, bit p of ``some`` that they hold a free one (shift-and / shift-or doubling).
+    """
+    top = (F | B).bit_length() + width
+    whole = ((1 << top) - 1) & ~B
+    some = F
+    done = 1
+    while done * 2 <= width:
+        whole &= whole >> done
+        some |= some >> done
+        done *= 2
+    if done < width:
+        whole &= whole >> (width - done)
+        some |= some >> (width - done)
+    ok = whole & some & starts
+    if ok.bit_count() < n:
+        return 0
+    # the blocks of the n first starts (disjoint, so the product has no carry)
+    return F & (_first_n(ok, n) * ((1 << width) - 1))
 
 
 def _walk_windows(levels: tuple, k: int, last: bool, F: int, B: int, base: int) -> int:
@@ -401,29 +525,33 @@ def fit_request(pool: ResourcePool, request: MoldableRequest, usable: int, free:
         return None, "the request has no resource group"
     taken = 0
     for gi, group in enumerate(request.groups, 1):
-        where = f"group {gi} ({_group_text(group.constraint, group.levels)})"
         try:
             levels = pool._compile(group.levels)
         except ValueError as exc:
-            return None, f"{where}: {exc}"
+            return None, f"{_where(gi, group)}: {exc}"
         tree = usable & constraint_bits(group.constraint)
         if taken:
             left = tree & ~taken
             if tree and not left:
-                return None, f"{where}: no usable resource left by the previous groups"
+                return None, f"{_where(gi, group)}: no usable resource left by the previous groups"
             tree = left
         if not tree:
             if group.constraint is not None:
-                return None, f"{where}: no usable resource matches {{{group.constraint}}}"
-            return None, f"{where}: no usable resource"
+                return None, (f"{_where(gi, group)}: no usable resource matches "
+                              f"{{{group.constraint}}}")
+            return None, f"{_where(gi, group)}: no usable resource"
         chosen = _fit_levels(levels, tree, free, memo)
         if not chosen:
             if not explain:
-                return None, f"{where}: cannot be satisfied"
+                return None, f"{_where(gi, group)}: cannot be satisfied"
             F = free & tree
-            return None, f"{where}: {_explain(levels, F, tree ^ F)}"
+            return None, f"{_where(gi, group)}: {_explain(levels, F, tree ^ F)}"
         taken |= chosen
     return taken, ""
+
+
+def _where(gi: int, group: Any) -> str:
+    return f"group {gi} ({_group_text(group.constraint, group.levels)})"
 
 
 # ----------------------------------------------------------------------------- diagnosis

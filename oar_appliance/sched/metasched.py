@@ -242,7 +242,8 @@ class _Constraints:
     def _text_bits(self, text: str) -> int:
         bits = self.text_bits.get(text)
         if bits is None:
-            bits = self.text_bits[text] = self.pool.bits_where(self._parse(text)[1])
+            used, predicate, _ = self._parse(text)
+            bits = self.text_bits[text] = self.pool.bits_where_columns(used, predicate)
         return bits
 
     def of(self, properties: str | None, text: str | None) -> int:
@@ -256,7 +257,8 @@ class _Constraints:
                 bits &= self._text_bits(t)
             if not any("type" in self._parse(t)[0] for t in texts):
                 if self.default_type is None:
-                    self.default_type = self.pool.bits_where(lambda r: r["type"] == "default")
+                    self.default_type = self.pool.bits_where_columns(
+                        ("type",), lambda r: r["type"] == "default")
                 bits &= self.default_type
             self.bits[key] = bits
         return bits
@@ -712,13 +714,12 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
             events.append({"type": kind, "job_id": job.job_id, "date": now,
                            "description": decision.message[:MESSAGE_MAX], "to_check": "NO"})
 
+    rids_by_moldable: dict[int, list[int]] = {}
     for p in result.placements:
         job = jobs[p.job_id]
-        rids = rids_of(p.bits)
+        rids = rids_by_moldable[p.moldable_id] = rids_of(p.bits)
         report.placed.append(p.job_id)
         predictions.append((p.moldable_id, p.start))
-        mid = p.moldable_id
-        gantt_resources.extend([(mid, r) for r in rids])
         text = job_message(len(rids), p.walltime, job.job_type, job.queue)
         if text != job.message:
             messages.append((text, p.job_id))
@@ -729,6 +730,10 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
             report.to_launch.append(p.job_id)
         else:
             report.planned.append(p.job_id)
+
+    # in key order: the primary key's index (and the _visu copy) is then filled in order
+    for mid in sorted(rids_by_moldable):
+        gantt_resources.extend([(mid, r) for r in rids_by_moldable[mid]])
 
     rejected: list[tuple[int, str]] = []
     for job_id, text in result.messages.items():
@@ -752,8 +757,7 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
             db.execute_sql(f'DELETE FROM "{table}"')
             db.execute_sql(f'DELETE FROM "{table}_visu"')
             if rows:
-                db.cursor().executemany(
-                    f'INSERT INTO "{table}" ({columns}) VALUES ({ph}, {ph})', rows)
+                _insert_pairs(db, table, columns, rows)
             db.execute_sql(f'INSERT INTO "{table}_visu" ({columns}) SELECT {columns} FROM "{table}"')
         if messages:
             db.cursor().executemany(
@@ -783,6 +787,21 @@ def _write(db: peewee.Database, loaded: _Loaded, result: RoundResult, now: int,
                 {"type": "BESTEFFORT_KILL", "job_id": j, "date": now,
                  "description": KILL_REASON, "to_check": "NO"}
                 for j in result.besteffort_to_kill]).execute()
+
+
+def _insert_pairs(db: peewee.Database, table: str, columns: str,
+                  rows: list[tuple[int, int]]) -> None:
+    """Insert rows of two integers: COPY on PostgreSQL (one stream for the whole table,
+    the gantt_jobs_resources of a big round are hundreds of thousands of rows), one
+    executemany elsewhere."""
+    backend = backend_for(db)
+    if backend.dialect == "postgresql":
+        with db.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    ph = backend.placeholder
+    db.cursor().executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({ph}, {ph})', rows)
 
 
 def _log_states(db: peewee.Database, job_ids: Sequence[int], state: str, now: int) -> None:

@@ -145,6 +145,9 @@ class Jobs:
             "epilogue": None,
             "prologue_timeout": 10,
             "kill_grace": 1,
+            # these tests are about oarexec, not cgroups (tests/nodeside/test_cgroups.py):
+            # never the host's /oar cgroups
+            "job_resource_manager": "none",
             "report_try_timeout": 1,
             "report_max_backoff": 1,
         }

@@ -87,3 +87,39 @@ def test_kill_through_jobctl_of_the_same_account(unprivileged, jobs, report_serv
     result = connector.jobctl("node-1", "kill", data["job_id"], str(home / "runtime"))
     assert result.rc == 0, result.stderr
     assert report_server.wait_report(30)["oarexec_code"] == 3
+
+
+def test_an_ordinary_account_runs_jobs_without_cgroups(unprivileged, jobs, report_server):
+    """``JOB_RESOURCE_MANAGER=auto`` (the default) for a job with cpus, as an ordinary
+    account: no cgroup can be made, the job runs in its process group (the lab's way), and
+    suspend/resume/clean still work through jobctl."""
+    import json
+
+    connector, home, account = unprivileged
+    runtime = home / "runtime"
+    data = jobs.data("cat /proc/self/cgroup > cgroup; touch ready; exec sleep 300", user=account.pw_name,
+                     launching_directory=str(home), runtime_dir=str(runtime),
+                     job_resource_manager="auto", cpuset=[0])
+    connector.start_oarexec("node-1", data, 30)
+    wait_for(lambda: (home / "ready").exists(), what="the job to start")
+    described = json.loads((runtime / f"job_{data['job_id']}.manager").read_text())
+    assert described["manager"] == {"kind": "process_group"}
+    assert "/oar/" not in (home / "cgroup").read_text()
+    for action in ("suspend", "resume", "kill"):
+        result = connector.jobctl("node-1", action, data["job_id"], str(runtime))
+        assert result.rc == 0, (action, result.stderr)
+    assert report_server.wait_report(30)["oarexec_code"] == 3
+    result = connector.jobctl("node-1", "clean", data["job_id"], str(runtime))
+    assert result.rc == 0, result.stderr
+    assert not (runtime / f"job_{data['job_id']}.manager").exists()
+
+
+def test_an_ordinary_account_refuses_a_forced_cgroup(unprivileged, jobs):
+    """``JOB_RESOURCE_MANAGER=cgroup`` and oarexec is not root: the job does not start."""
+    connector, home, account = unprivileged
+    data = jobs.data("touch ran", user=account.pw_name, launching_directory=str(home),
+                     runtime_dir=str(home / "runtime"), job_resource_manager="cgroup", cpuset=[0])
+    with pytest.raises(LaunchError) as caught:
+        connector.start_oarexec("node-1", data, 30)
+    assert "cgroup" in str(caught.value) and "not run as root" in str(caught.value)
+    assert not (home / "ran").exists()

@@ -68,6 +68,8 @@ class Lab:
             f'LOG_FILE="{self.log}"', "LOG_LEVEL=3", "OAR_CONNECTOR=local",
             f'OAR_RUNTIME_DIRECTORY="{self.runtime}"', "SERVER_TIMER_PERIOD=1",
             "JOBDEL_WALLTIME=10", "SARKO_FREQUENCY=1",
+            # never the host's /oar cgroups (tests/nodeside/test_cgroups.py tests them)
+            "JOB_RESOURCE_MANAGER=none",
             # finaud checks the idle nodes through the local connector
             "FINAUD_FREQUENCY=3", *self.extra]) + "\n")
 

@@ -34,6 +34,10 @@ def test_claimed_once_and_ended_once(lab):
         assert sorted(data["cpuset"]) == [0, 1]
         assert data["stdout_file"] == f"{lab.work}/OAR.{job_id}.stdout"
         assert data["server"] == {"host": "127.0.0.1", "port": lab.port}
+        # oar.conf of the node's job resource manager and suspend/resume scripts
+        assert data["job_resource_manager"] == "none" and data["cgroup_base"] == "/oar"
+        assert (data["just_after_suspend_exec_file"], data["just_before_resume_exec_file"]) == (None, None)
+        assert data["suspend_resume_script_timeout"] == 60
         (challenge,) = db.execute_sql(
             'SELECT "challenge" FROM "challenges" WHERE "job_id" = ' + connection.backend_for(db).placeholder,
             [job_id]).fetchone()
@@ -52,6 +56,24 @@ def test_claimed_once_and_ended_once(lab):
         assert lifecycle.complete_end(db, config, LocalConnector(), job_id, lambda: now + 4) is None
         job = lab.job(job_id)
         assert (job["state"], job["exit_code"], job["stop_time"]) == ("Terminated", 256, now + 3)
+    finally:
+        db.close()
+
+
+def test_job_data_carries_the_suspend_resume_scripts(lab):
+    lab.write_conf('JUST_AFTER_SUSPEND_EXEC_FILE="/usr/local/sbin/after"',
+                   'JUST_BEFORE_RESUME_EXEC_FILE="/usr/local/sbin/before"',
+                   "SUSPEND_RESUME_SCRIPT_TIMEOUT=7", "JOB_RESOURCE_MANAGER=cgroup",
+                   "JOB_RESOURCE_MANAGER_CGROUP_BASE=site/oar")
+    job_id = lab.oarsub("true")
+    config, db = _setup(lab)
+    try:
+        (order,) = launcher.build_job_data(db, config, [job_id])
+        data = order.data
+        assert data["just_after_suspend_exec_file"] == "/usr/local/sbin/after"
+        assert data["just_before_resume_exec_file"] == "/usr/local/sbin/before"
+        assert data["suspend_resume_script_timeout"] == 7
+        assert (data["job_resource_manager"], data["cgroup_base"]) == ("cgroup", "site/oar")
     finally:
         db.close()
 

@@ -439,3 +439,51 @@ def test_benchmark():
     print(f"\ncore: 500 node jobs on 100 nodes {t500 * 1e3:.1f} ms; "
           f"1024 jobs with distinct walltimes on 10 resources {t1024 * 1e3:.1f} ms")
     assert t500 < 0.5 and t1024 < 1.0        # loose (targets: 0.05 s and 0.1 s)
+
+
+@st.composite
+def crowded_scenarios(draw):
+    """Many jobs of few shapes on nodes of different sizes: the memos shared between jobs
+    (failures, bounds, lower bounds, the shared Gantt of everything) are used."""
+    shape = draw(st.lists(st.integers(1, 4), min_size=2, max_size=6))
+    rows, rid = [], 1
+    for n, cores in enumerate(shape):
+        for _ in range(cores):
+            rows.append({"resource_id": rid, "network_address": f"node{n + 1}", "cpu": n,
+                         "core": rid, "switch": f"sw{n // 2 + 1}"})
+            rid += 1
+    pool = ResourcePool(rows, LABELS)
+    usable = pool.all_bits
+    if draw(st.booleans()):
+        usable &= ~(1 << draw(st.integers(0, pool.size - 1)))
+    now = draw(st.integers(0, 10))
+    occs = []
+    for i in range(draw(st.integers(0, 4))):
+        start = draw(st.integers(0, 30))
+        occs.append(Occupation(1000 + i, start, start + draw(st.integers(1, 30)),
+                               draw(st.integers(1, pool.all_bits)),
+                               besteffort=draw(st.integers(0, 2)) == 0))
+    shapes = draw(st.lists(st.sampled_from(
+        ["/nodes=1", "/nodes=2", "/core=1", "/core=3", "/nodes=1/core=2", "/switch=1/nodes=1",
+         "/nodes=BEST", "/core=ALL"]), min_size=1, max_size=3))
+    sw1 = pool.bits_where(lambda r: r["switch"] == "sw1")
+    jobs = []
+    for jid in range(1, draw(st.integers(5, 25)) + 1):
+        text = draw(st.sampled_from(shapes))
+        constraint = "switch = sw1" if draw(st.integers(0, 3)) == 0 else None
+        mold = ((jid * 10, req(text, draw(st.sampled_from([3, 5, 8, 13])), constraint)),)
+        jobs.append(WaitingJob(
+            jid, mold, constraints={"switch = sw1": sw1},
+            earliest_start=draw(st.integers(0, 20)) if draw(st.integers(0, 3)) == 0 else 0,
+            besteffort=draw(st.integers(0, 4)) == 0,
+            reservation=draw(st.integers(0, 40)) if draw(st.integers(0, 8)) == 0 else None))
+    return pool, usable, occs, jobs, now, draw(st.sampled_from([0, 1]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crowded_scenarios())
+def test_crowded_round_agrees_with_a_naive_model(scenario):
+    pool, usable, occs, jobs, now, security = scenario
+    res = schedule_round(pool, usable, occs, jobs, now, security)
+    got = {p.job_id: (p.moldable_id, p.start, p.bits) for p in res.placements}
+    assert got == reference_round(pool, usable, occs, jobs, now, security)

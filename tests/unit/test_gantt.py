@@ -148,3 +148,56 @@ def test_first_fit_agrees_with_the_naive_scan(occs, n, duration, earliest, lates
         s, bits = got
         assert s >= max(0, earliest)
         assert all(not (model.get(t, 0) & bits) for t in range(s, s + duration))
+
+
+def pairs_fit(n, tree):
+    """A monotone request that a count does not decide: n pairs of resources (2k, 2k+1)
+    of tree, both free (the n lowest pairs)."""
+    def fit(free):
+        free &= tree
+        out, got = 0, 0
+        for k in range(0, 8, 2):
+            if free >> k & 3 == 3:
+                out |= 3 << k
+                got += 1
+                if got == n:
+                    return out
+        return None
+    return fit
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, 60), st.integers(1, 30), st.integers(0, 255)),
+                max_size=10),
+       st.integers(1, 3),
+       st.lists(st.tuples(st.integers(1, 40), st.integers(-5, 30), st.integers(0, 2)),
+                min_size=1, max_size=12),
+       st.sampled_from([255, 0b00111100, 0b11110011]))
+def test_first_fit_memos_agree_with_the_naive_scan(occs, n, searches, tree):
+    """A sequence of searches of one monotone request, each placed before the next, with
+    the shared failure memo (failed_spans), the count bound and the tree: each answer is
+    the naive scan's."""
+    g = Gantt(0, 255)
+    for start, length, bits in occs:
+        g.occupy(start, start + length, bits)
+    assert g.counts == [f.bit_count() for f in g.frees]
+    fit = pairs_fit(n, tree)
+    failed_spans: dict = {}
+    for duration, earliest, hole in searches:
+        got = g.first_fit(fit, duration, earliest, hole_minimum=duration + hole,
+                          min_count=n, failed_spans=failed_spans,
+                          tree=None if tree == 255 else tree)
+        assert got == naive_first_fit(g, fit, duration + hole, earliest)
+        if got is not None and hole == 0:
+            g.occupy(got[0], got[0] + duration, got[1])
+
+
+def test_copy_is_independent():
+    g = Gantt(0, ALL4)
+    g.occupy(10, 20, 0b0011)
+    h = g.copy()
+    h.occupy(0, 5, 0b1000)
+    assert g.slots() == [(0, ALL4), (10, 0b1100), (20, ALL4)]
+    assert h.slots() == [(0, 0b0111), (5, ALL4), (10, 0b1100), (20, ALL4)]
+    assert h.counts == [f.bit_count() for f in h.frees]
+    assert g.counts == [f.bit_count() for f in g.frees]

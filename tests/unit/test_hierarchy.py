@@ -579,3 +579,64 @@ def test_micro_benchmark_1000_nodes():
           f"{all_free_ms:.3f} ms all free, {scan_ms:.3f} ms scanning 990 busy nodes, "
           f"{memo_ms:.4f} ms memo hit")
     assert all_free_ms < 5 and scan_ms < 50
+
+
+# ----------------------------------------------------------------------------- shortcuts
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), groups(), st.sampled_from([None, "switch = sw1", "cpu = 0"]),
+       st.lists(st.integers(0, 2**12 - 1), min_size=1, max_size=6))
+def test_group_lower_bound_never_exceeds_a_fit(cluster, levels, constraint, frees):
+    """The Gantt skips windows with fewer free resources than group_lower_bound: no fit,
+    on any free set, may take fewer."""
+    rows, usable, free = cluster
+    pool = pool_of(rows)
+    tree = usable & constraint_for(pool)(constraint)
+    bound = hierarchy.group_lower_bound(pool, levels, tree)
+    for f in [free, tree] + [x & tree for x in frees]:
+        got = fit_group(pool, levels, tree, f)
+        if got is not None:
+            assert got.bit_count() >= bound, (levels, bin(tree), bin(f))
+
+
+@settings(max_examples=200, deadline=None)
+@given(clusters(), st.sampled_from(["switch", "cpu", "network_address", "core"]),
+       st.integers(0, 3))
+def test_bits_where_columns_agrees_with_bits_where(cluster, column, pick):
+    rows, _, _ = cluster
+    pool = pool_of(rows)
+    values = sorted({str(r.get(column)) for r in rows})
+    value = values[pick % len(values)]
+
+    def predicate(r):
+        return str(r.get(column)) == value
+    assert pool.bits_where_columns([column], predicate) == pool.bits_where(predicate)
+    assert pool.bits_where_columns([], lambda r: True) == pool.all_bits
+    assert pool.bits_where_columns([column, "cpu"], predicate) == pool.bits_where(predicate)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 8), st.integers(1, 2), st.integers(1, 3),
+       st.sampled_from(["/nodes=1", "/nodes=2", "/nodes=3", "/cpu=2", "/cpu=5"]),
+       st.integers(0, 2**48 - 1), st.integers(0, 2**48 - 1))
+def test_uniform_blocks_shortcut_agrees_with_the_walk(nodes, cpus, cores, text, t, f):
+    """Nodes of equal size take the lane computation (_fit_uniform): the same answers as
+    the block walk."""
+    pool = pool_of(make_rows([[cores] * cpus] * nodes))
+    tree = t & pool.all_bits
+    free = f & tree
+    levels = lv(text)
+    got = fit_group(pool, levels, tree, free)
+    with mock.patch.object(hierarchy, "_UNIFORM", False):
+        walked = fit_group(ResourcePool(pool.rows, LABELS), levels, tree, free)
+    assert got == walked
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**70 - 1), st.integers(0, 69), st.integers(1, 70))
+def test_ids_of_runs(noise, shift, run):
+    """ids_of reads runs of ones at a time: the same ids as one bit at a time."""
+    pool = ResourcePool([{"resource_id": 500 - i} for i in range(70)], ["resource_id"])
+    for bits in (noise, ((1 << run) - 1) << shift, noise & (noise >> 1)):
+        bits &= pool.all_bits
+        assert pool.ids_of(bits) == [pool.ids[p] for p in range(70) if bits >> p & 1]

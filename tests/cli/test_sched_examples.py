@@ -156,12 +156,6 @@ def test_complete_syntax_two_groups_on_their_switches(fig, db_url, now):
     assert assigned(db_url, second) == [3, 4, 13, 14, 15]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "'+' groups are placed greedily in order (hierarchy.fit_request): /nodes=1 takes "
-    "node-1, the only node group 2 may use, so oarsub refuses a request an idle cluster "
-    "satisfies (node-2 + a core of node-1) with 'cannot be satisfied by this cluster: "
-    "group 2 ... no usable resource left by the previous groups', and the scheduler "
-    "would never place it"))
 def test_groups_placed_when_another_split_fits(fig, db_url, now):
     jid = sub(fig, "-l", "/nodes=1+{network_address = 'node-1'}/core=1,walltime=1:00:00", "prog")
     round_at(fig, now)

@@ -485,11 +485,6 @@ def test_switch_then_nodes_takes_one_node_on_each_switch():
     assert hosts == ["host1", "host3"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "'+' groups are placed greedily in order: group 1 (/core=1, no constraint) takes the "
-    "first core, which is the only one group 2 ({c0}/core=1) may use, so a request that an "
-    "idle cluster can satisfy (group 1 on core 2, group 2 on core 1) is refused with "
-    "'group 2 ... no usable resource left by the previous groups', at every round"))
 def test_plus_groups_are_placed_when_some_split_fits():
     rows = tree_rows(1, 1, 1, 2)
     pool = ResourcePool(rows, LABELS)

@@ -97,6 +97,9 @@ def check_request_fields(job: JobRequest, now: int) -> None:
     check_types(job.types)
     if job.job_type == "INTERACTIVE" and job.reservation is not None:
         raise UsageError("an interactive job (-I) cannot be an advance reservation (-r)")
+    if job.reservation is not None and any(t.partition("=")[0] == "inner" for t in job.types):
+        # containers may be reservations, their inner jobs may not (the spec)
+        raise UsageError("an inner job (-t inner=...) cannot be an advance reservation (-r)")
     if job.array != 1 and job.job_type == "INTERACTIVE":
         raise UsageError("an array job cannot be interactive")
     if job.array != 1 and job.reservation is not None:

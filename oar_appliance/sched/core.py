@@ -11,9 +11,13 @@ Rules (REFERENCE.md, "Scheduling semantics"):
 - occupations (running jobs, accepted reservations) are put in the Gantt first; then new
   advance reservations (jobs with ``reservation`` set), in the given order, each placed at
   its start time exactly or rejected (a start already past is moved to ``now``, as OAR
-  does for a reservation the scheduler sees late); then the batch jobs in the given order
+  does for a reservation the scheduler sees late, unless it passed by more than the
+  walltime: the whole slot is over, rejected); then the batch jobs in the given order
   (the caller's priority order: queue priority, then FIFO/karma), besteffort batch jobs
   after all the others (:func:`placement_order`);
+- dependencies on jobs of the same round (``after``): a job starts at or after the
+  predicted ends of the jobs placed before it that it depends on (one of them not placed:
+  a message), so dependent jobs keep their place in the order;
 - each job gets the EARLIEST start >= max(now, earliest_start) at which its request fits
   during its whole walltime + security time, without moving anything placed before it
   (conservative backfilling: a later job may take a hole in front of earlier ones);
@@ -39,8 +43,9 @@ Rules (REFERENCE.md, "Scheduling semantics"):
   jobs are placed after all the others (they cannot compete with them); a container
   neither running nor placed gives its inner jobs a message;
 - :class:`~oar_appliance.sched.policies.RoundOptions` (keyword ``options``): horizons
-  (``available_upto``: nothing planned at or after it on those resources; a job that
-  would cross it goes elsewhere or later, or gets a message), always-assigned resources
+  (``available_upto``: nothing planned at or after it on those resources, inside
+  containers too; a job that would cross it goes elsewhere or later, or gets a
+  message), always-assigned resources
   (never chosen nor occupied, added to every placement), resources of suspended jobs that
   others may use, the minimum hole for backfilling (batch jobs only), and a deadline
   (``SCHEDULER_TIMEOUT``: the jobs not reached get :data:`TIMEOUT_MESSAGE`, what was
@@ -135,6 +140,10 @@ class WaitingJob:
     container: bool = False
     #: ``-t inner=ID``: placed only inside container job ID
     inner: int | None = None
+    #: ids of jobs of this round that must end before this one starts (dependencies):
+    #: each must come before it in :func:`placement_order`; its start is then at or
+    #: after their predicted ends; one of them not placed gives this job a message
+    after: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -375,7 +384,16 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     always = opts.always_assigned
     fit_usable = usable & ~always if always else usable
     views = Views(lambda: _Placer(pool, fit_usable, now, memo))
-    containers = Containers(lambda bits: _Placer(pool, bits & fit_usable, now, memo), now)
+
+    def container_placer(bits: int) -> _Placer:
+        # the inside of a container: its resources, with their horizons (available_upto
+        # may have been lowered after the container was placed)
+        placer = _Placer(pool, bits & fit_usable, now, memo)
+        for date, hbits in opts.horizons:
+            placer.gantt.occupy(max(date, now), FAR, hbits & bits)
+        return placer
+
+    containers = Containers(container_placer, now)
     running_besteffort: list[Occupation] = []
     for occ in occupations:
         end = occ.end
@@ -398,6 +416,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
     order = placement_order(waiting)
     views.expect((j.besteffort, j.timesharing, j.allow) for j in order if j.inner is None)
     kill: set[int] = set()
+    ends: dict[int, int] = {}                           # placed job -> predicted end
     clock, deadline = opts.clock, opts.deadline
     for index, job in enumerate(order):
         if deadline is not None and clock is not None and clock() >= deadline:
@@ -406,7 +425,12 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
                 result.messages[late.job_id] = TIMEOUT_MESSAGE
             break
         try:
-            if job.inner is not None:
+            placer, message = None, ""
+            if job.after:
+                job, message = _after_placed(job, ends)
+            if message:
+                pass
+            elif job.inner is not None:
                 placer, message = containers.placer(job.inner)
                 hole = 0
             else:
@@ -426,6 +450,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
         if placement is None:
             result.messages[job.job_id] = message
             continue
+        ends[job.job_id] = placement.start + placement.walltime
         end = placement.start + placement.walltime + security_time
         if quotas is not None:
             quotas.add(job.job_id, placement.start, end, placement.bits)
@@ -491,6 +516,18 @@ def _within_quotas(placer: _Placer, quotas, job_id: int, request: MoldableReques
     return None
 
 
+def _after_placed(job: WaitingJob, ends: Mapping[int, int]) -> tuple[WaitingJob, str]:
+    """``job`` with its earliest start after the ends of its ``after`` jobs, or a message
+    when one of them was not placed before it."""
+    earliest = job.earliest_start
+    for required in job.after:
+        end = ends.get(required)
+        if end is None:
+            return job, f"dependency on job {required} which is not scheduled"
+        earliest = max(earliest, end)
+    return replace(job, earliest_start=earliest), ""
+
+
 def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Placer,
                   now: int, security_time: int, hole_minimum: int = 0, quotas=None
                   ) -> tuple[Placement | None, str]:
@@ -512,6 +549,11 @@ def _schedule_job(pool: ResourcePool, usable: int, job: WaitingJob, placer: _Pla
         walltime = request.walltime
         if walltime is None or walltime <= 0:
             reasons.append(f"moldable {moldable_id} has no walltime")
+            continue
+        if job.reservation is not None and now > job.reservation + walltime:
+            # its whole slot has passed: moved to now it would run outside it
+            reasons.append(f"moldable {moldable_id}: its start passed by more than its "
+                           f"walltime ({now - job.reservation} s late, walltime {walltime} s)")
             continue
         if len(request.groups) == 1:
             # one group is monotone in the free set: if it does not fit on the whole

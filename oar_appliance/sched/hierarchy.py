@@ -38,6 +38,8 @@ whole bitset (:func:`_fit_uniform`) instead of a step per block.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from itertools import permutations
 from typing import Any
 
 from oar_appliance.lang.request import Level, MoldableRequest
@@ -512,9 +514,61 @@ def _fit_levels(levels: tuple, tree: int, free: int, memo: dict | None) -> int:
     return chosen
 
 
+#: up to this many '+' groups every order is tried; beyond, two orders only
+_ALL_ORDERS_UP_TO = 3
+
+
 def fit_request(pool: ResourcePool, request: MoldableRequest, usable: int, free: int,
                 constraint_bits: Callable[[str | None], int], *,
                 explain: bool = True, memo: dict | None = None) -> tuple[int | None, str]:
+    """Place every group of a moldable alternative on disjoint resources.
+
+    The groups are placed one after the other (:func:`_fit_in_order`); when the given
+    order fails and every count is a number, other orders are tried, since an earlier
+    group may take what a later, more constrained, one needs: every order for up to :data:`_ALL_ORDERS_UP_TO` groups,
+    else the most constrained group first (fewest usable resources) and the reverse
+    order.  The orders are tried in a fixed sequence: the result is deterministic.
+    Returns ``(bits, "")`` or ``(None, reason)``, the reason of the given order; other
+    arguments as for :func:`_fit_in_order`.
+    """
+    bits, reason = _fit_in_order(pool, request, usable, free, constraint_bits,
+                                 explain=explain, memo=memo)
+    if bits is not None or len(request.groups) < 2 or any(
+            not isinstance(lv.count, int) for g in request.groups for lv in g.levels):
+        # (BEST, HALF_BEST, ALL are relative to what the groups before took: their
+        # meaning depends on the order, which stays the given one)
+        return bits, reason
+    for order in _other_orders(request, usable, constraint_bits):
+        # each group alone, what the groups before it took being busy (not outside its
+        # tree): its blocks are whole in its own tree, so the result is valid whatever
+        # the order the groups are read in
+        taken = 0
+        for i in order:
+            found, _ = _fit_in_order(pool, replace(request, groups=(request.groups[i],)),
+                                     usable, free & ~taken, constraint_bits,
+                                     explain=False, memo=memo)
+            if found is None:
+                break
+            taken |= found
+        else:
+            return taken, ""
+    return None, reason
+
+
+def _other_orders(request: MoldableRequest, usable: int,
+                  constraint_bits: Callable[[str | None], int]) -> list[tuple[int, ...]]:
+    n = len(request.groups)
+    given = tuple(range(n))
+    if n <= _ALL_ORDERS_UP_TO:
+        return [p for p in permutations(given) if p != given]
+    sizes = [(usable & constraint_bits(g.constraint)).bit_count() for g in request.groups]
+    orders = [tuple(sorted(given, key=lambda i: (sizes[i], i))), given[::-1]]
+    return [o for k, o in enumerate(orders) if o != given and o not in orders[:k]]
+
+
+def _fit_in_order(pool: ResourcePool, request: MoldableRequest, usable: int, free: int,
+                  constraint_bits: Callable[[str | None], int], *,
+                  explain: bool = True, memo: dict | None = None) -> tuple[int | None, str]:
     """Place every group of a moldable alternative on disjoint resources, in order.
 
     Returns ``(bits, "")`` or ``(None, reason)``; the reason names the group and the level

@@ -35,16 +35,20 @@ What is loaded (REFERENCE.md, "Scheduling semantics"):
   :func:`oar_appliance.submission.check_resources` does at submission; mirrored here,
   with per-job error handling);
 - dependencies (CURRENT ``job_dependencies``): a required job running or with a slot ->
-  no start before its end (start + walltime); waiting and placed in this round -> the
+  no start before its end (start + walltime; ``now + 1`` for a job still active past its
+  walltime, as it has not ended yet); waiting and placed in this round -> the
   same, from its placement; ``Terminated`` with exit code 0 or NULL -> nothing;
   ``Terminated`` with another exit code -> the job is not scheduled (message
   ``dependency on job N which ended with exit code X``); ``Error`` or unknown -> ignored
   (OAR 2 behaviour); anything else (Hold, not placed...) -> not scheduled this round.
 
-Dependencies on jobs waiting in the same round are resolved in *waves*: the core runs on
-the jobs whose dependencies are known, then again (with the placements so far as
-occupations) on the jobs depending on them, and so on.  A job of a later wave is placed
-after every job of the earlier waves; it cannot start before its required job anyway.
+Dependencies on jobs waiting in the same round are resolved by the core when the required
+job comes first in the placement order (``WaitingJob.after``): the dependent job keeps its
+place in the order, starts after the required job's predicted end, and no job queued
+after it can take its slot.  A job whose required job (or container) comes after it in
+the placement order (a queue of higher priority, a reservation depending on a batch job)
+is left to a later *wave*: the core runs again, with the placements so far as
+occupations, on those jobs.
 
 A bug in one job's stored data (broken resource rows, a bad expression) gives that job a
 message and never stops the round.
@@ -56,7 +60,7 @@ Policies (:class:`~oar_appliance.sched.policies.RoundOptions` and the job attrib
   ``inner=ID|NAME`` (a name designates the unfinished container job of that name, the
   job's own user's first, lowest id); a waiting inner job whose container is not loaded
   (unknown, held, ended) gets a message; one whose container waits in the same round is
-  scheduled in the wave after it;
+  placed after it (inner jobs come last in the placement order);
 - resources: ``available_upto`` strictly between 0 and 2^31 - 1 is a horizon;
   ``SCHEDULER_RESOURCES_ALWAYS_ASSIGNED_TYPE`` and
   ``SCHEDULER_AVAILABLE_SUSPENDED_RESOURCE_TYPE`` select resources by their ``type``;
@@ -97,7 +101,8 @@ from ..db.models import EventLog
 from ..errors import ConfigError
 from ..lang.request import from_storage
 from . import energy, round_extras
-from .core import TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob, schedule_round
+from .core import (TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob,
+                   placement_order, schedule_round)
 from .hierarchy import ResourcePool
 from .metasched_policies import (conf_value, kill_for_reservations, occupation, read_policies,
                                  reservations_due, resolve_inner, round_options)
@@ -480,10 +485,12 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
 # ------------------------------------------------------------------------------ the round
 
 def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
-                      unresolved: set[int]) -> tuple[str, int | str]:
-    """('ok', earliest start) | ('wait', None) | ('blocked', message)."""
+                      unresolved: set[int], now: int
+                      ) -> tuple[str, int | str, tuple[int, ...]]:
+    """('ok', earliest start, required jobs of this round not placed yet) |
+    ('blocked', message, ())."""
     earliest = 0
-    waiting_on = False
+    after: list[int] = []
     kept = loaded.kept_by_job
     for req_id in loaded.dependencies.get(job.job_id, ()):
         req = loaded.jobs.get(req_id) or loaded.required.get(req_id)
@@ -491,11 +498,17 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
             continue                                    # unknown or Error: ignored (OAR 2)
         if req.state == "Terminated":
             if req.exit_code not in (None, 0):
-                return "blocked", f"dependency on job {req_id} which ended with exit code {req.exit_code}"
+                return ("blocked", f"dependency on job {req_id} which ended with exit code "
+                        f"{req.exit_code}", ())
             continue
         if req.state in ACTIVE_STATES:
             walltime = dict(req.moldables).get(req.assigned_moldable, 0)
-            earliest = max(earliest, req.start_time + walltime)
+            end = req.start_time + walltime
+            if end <= now:
+                # still active past its walltime: it has not ended yet, its end is
+                # unknown (the Gantt, likewise, keeps it busy until now + 1)
+                end = now + 1
+            earliest = max(earliest, end)
             continue
         if req_id in kept:
             _, moldable_id, start, _ = kept[req_id]
@@ -505,14 +518,10 @@ def _dependency_start(job: _Job, loaded: _Loaded, placed: dict[int, Placement],
             earliest = max(earliest, placed[req_id].end)
             continue
         if req_id in unresolved:
-            waiting_on = True
+            after.append(req_id)
             continue
-        return "blocked", f"dependency on job {req_id} which is {req.state} and not scheduled"
-    if job.container_id is not None and job.container_id in unresolved:
-        waiting_on = True                               # its container is placed first
-    if waiting_on:
-        return "wait", 0
-    return "ok", earliest
+        return "blocked", f"dependency on job {req_id} which is {req.state} and not scheduled", ()
+    return "ok", earliest, tuple(after)
 
 
 def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundResult:
@@ -529,24 +538,35 @@ def _schedule(loaded: _Loaded, now: int, security: int, quotas=None) -> RoundRes
     pending = candidates
     while pending:
         unresolved = {j.job_id for j in pending}
-        wave, later = [], []
+        built = []
         for job in pending:
-            status, value = _dependency_start(job, loaded, placed, unresolved)
+            status, value, after = _dependency_start(job, loaded, placed, unresolved, now)
             if status == "blocked":
                 result.messages[job.job_id] = value
-            elif status == "wait":
-                later.append(job)
-            else:
-                props = job.properties.strip() if job.properties else None
-                policy = job.policy or JobPolicy()
-                wave.append(WaitingJob(
-                    job.job_id, tuple(loaded.requests[job.job_id]),
-                    constraints=(lambda text, p=props: constraints.of(p, text)),
-                    earliest_start=value, besteffort=job.besteffort,
-                    reservation=job.start_time if job.reservation == "toSchedule" else None,
-                    timesharing=policy.timesharing, placeholder=policy.placeholder,
-                    allow=policy.allow, container=policy.container is not None,
-                    inner=job.container_id))
+                continue
+            props = job.properties.strip() if job.properties else None
+            policy = job.policy or JobPolicy()
+            built.append(WaitingJob(
+                job.job_id, tuple(loaded.requests[job.job_id]),
+                constraints=(lambda text, p=props: constraints.of(p, text)),
+                earliest_start=value, besteffort=job.besteffort,
+                reservation=job.start_time if job.reservation == "toSchedule" else None,
+                timesharing=policy.timesharing, placeholder=policy.placeholder,
+                allow=policy.allow, container=policy.container is not None,
+                inner=job.container_id, after=after))
+        # in placement order, a job joins the wave when the jobs of this round it waits
+        # for (required jobs, its container) are in it before it: the core places it
+        # after them, in its place in the order; the others wait for a later wave
+        wave, in_wave = [], set()
+        for wj in placement_order(built):
+            container = loaded.jobs[wj.job_id].container_id
+            if (all(r in in_wave for r in wj.after)
+                    and (container is None or container not in unresolved
+                         or container in in_wave)):
+                wave.append(wj)
+                in_wave.add(wj.job_id)
+        later = [j for j in pending if j.job_id in unresolved - in_wave
+                 and j.job_id not in result.messages]
         if not wave:
             for job in later:
                 result.messages[job.job_id] = "dependency cycle: its required jobs wait for it"

@@ -156,12 +156,6 @@ def test_complete_syntax_two_groups_on_their_switches(fig, db_url, now):
     assert assigned(db_url, second) == [3, 4, 13, 14, 15]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "'+' groups are placed greedily in order (hierarchy.fit_request): /nodes=1 takes "
-    "node-1, the only node group 2 may use, so oarsub refuses a request an idle cluster "
-    "satisfies (node-2 + a core of node-1) with 'cannot be satisfied by this cluster: "
-    "group 2 ... no usable resource left by the previous groups', and the scheduler "
-    "would never place it"))
 def test_groups_placed_when_another_split_fits(fig, db_url, now):
     jid = sub(fig, "-l", "/nodes=1+{network_address = 'node-1'}/core=1,walltime=1:00:00", "prog")
     round_at(fig, now)
@@ -304,12 +298,6 @@ def test_moldable_reservation_takes_the_alternative_that_fits_at_its_date(fig, d
     assert row(db_url, resa)["message"] == "R=8,W=1:0:0,J=B,Q=default"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a new reservation first seen after its whole slot has passed (scheduler down, round "
-    "at start + 2 h for a 1 h reservation) is moved to now and launched for its full "
-    "walltime, outside the reserved slot, instead of being rejected (REFERENCE: one whose "
-    "start passed by more than its walltime goes to Error); core.schedule_round moves "
-    "any past start to now"))
 def test_reservation_whose_slot_has_passed_is_rejected(fig, db_url, now):
     start = now + HOUR
     resa = sub(fig, "-r", date_text(start), "-l", "/nodes=1,walltime=1:00:00")
@@ -484,11 +472,6 @@ def test_dependency_on_a_job_ended_well_runs_now(fig, db_url, now):
     assert row(db_url, after)["state"] == "toLaunch"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "metasched resolves dependencies on jobs of the same round in waves: a dependent job "
-    "is placed after every job of the earlier wave, including the jobs queued after it, "
-    "which can take its slot (here it is planned at + 3 h instead of + 2 h): conservative "
-    "backfilling and queue order do not hold for jobs with dependencies"))
 def test_dependent_job_not_delayed_by_a_job_queued_after_it(fig, db_url, now):
     """Conservative backfilling holds with dependencies: a job queued after a dependent
     job does not take the slot the dependent job gets without it."""
@@ -510,11 +493,6 @@ def test_dependent_job_not_delayed_by_a_job_queued_after_it(fig, db_url, now):
     assert predicted(fig, dependent)[0] == now + 10 + 2 * (HOUR + SECURITY)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a dependency on a job still Running past its walltime (not yet ended by the server) "
-    "gives start_time + walltime, already past, as earliest start: the dependent job is "
-    "launched while the required job runs (the Gantt itself keeps such a job busy until "
-    "now + 1; metasched._dependency_start does not)"))
 def test_dependency_on_an_overdue_running_job_waits_for_it(fig, db_url, now):
     required = sub(fig, "-l", "/nodes=1,walltime=1:00:00", "required")
     after = sub(fig, "-a", str(required), "-l", "/nodes=1,walltime=1:00:00", "after")
@@ -646,14 +624,12 @@ def test_container_reservation_takes_inner_jobs_in_its_slot(fig, db_url, now):
     assert predicted(fig, second)[0] == start + HOUR + SECURITY
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "oarsub accepts -t inner=ID with -r DATE (the job is stored); the spec: '-t inner=... "
-    "cannot be used with a reservation'"))
 def test_inner_job_cannot_be_a_reservation(fig, db_url, now):
     start = now + HOUR
     resa = sub(fig, "-r", date_text(start), "-t", "container", "-l", "/nodes=2,walltime=2:00:00")
     refused = fig("oarsub", "-r", date_text(start), "-t", f"inner={resa}", "-l", "/nodes=1", "k")
-    assert refused.rc != 0 and refused.err.startswith("#ERROR: ")
+    assert refused.rc == 2 and refused.err.startswith("#ERROR: ")
+    assert "inner" in refused.err and "reservation" in refused.err
 
 
 # ------------------------------------------------------------------ stability

@@ -157,6 +157,10 @@ def test_reservation_at_its_date_or_rejected():
     res = schedule_round(pool, pool.all_bits, [], [job(6, "/nodes=1", 10, reservation=5)],
                          now=10)
     assert res.placements[0].start == 10 and res.to_launch == [6]
+    # one whose start passed by more than its walltime: its slot is over, rejected
+    res = schedule_round(pool, pool.all_bits, [], [job(7, "/nodes=1", 10, reservation=5)],
+                         now=16)
+    assert res.placements == [] and res.messages[7].startswith("reservation rejected")
 
 
 def test_earliest_start_is_honoured():
@@ -167,6 +171,23 @@ def test_earliest_start_is_honoured():
     p = {pl.job_id: pl for pl in res.placements}
     assert p[1].start == 40 and p[2].start == 0
     assert res.to_launch == [2]
+
+
+def test_after_keeps_a_dependent_job_in_its_place():
+    """``after``: the dependent job starts after its required job's end, in its place in
+    the order (the job queued after it goes after it); a required job not placed gives
+    it a message."""
+    pool = make_pool(2)
+    jobs = [job(1, "/nodes=2", 10),
+            job(2, "/nodes=1", 10),                    # required: 11..21 (security 1)
+            job(3, "/nodes=2", 10, after=(2,)),        # not before 21
+            job(4, "/nodes=2", 10),                    # after 3, not in front of it
+            job(5, "/nodes=3", 10),                    # never fits
+            job(6, "/nodes=1", 10, after=(5,))]
+    res = schedule_round(pool, pool.all_bits, [], jobs, now=0, security_time=1)
+    p = {pl.job_id: pl for pl in res.placements}
+    assert (p[1].start, p[2].start, p[3].start, p[4].start) == (0, 11, 22, 33)
+    assert 6 not in p and res.messages[6] == "dependency on job 5 which is not scheduled"
 
 
 def test_messages_and_errors_do_not_stop_the_round():
@@ -337,6 +358,8 @@ def reference_round(pool, usable, occs, jobs, now, security):
             if j.reservation is not None:
                 if max(now, j.reservation) < earliest:
                     break                           # before its dependencies: rejected
+                if now > j.reservation + r.walltime:
+                    continue                        # its whole slot has passed
                 earliest = max(now, j.reservation)
             for s in g.candidate_starts(earliest):
                 if j.reservation is not None and s > earliest:

@@ -425,7 +425,8 @@ def brute_force(model, job, usable, ivs, now, security):
         earliest = max(now, job.earliest_start)
         if job.reservation is not None:
             t = max(now, job.reservation)
-            candidates = [t] if t >= earliest else []
+            # (a start passed by more than the walltime: the whole slot is over)
+            candidates = [t] if t >= earliest and now <= job.reservation + request.walltime else []
         else:
             # past every finite end (and every start of an endless interval, a horizon),
             # the free set no longer changes: the last candidate worth trying
@@ -484,11 +485,6 @@ def test_switch_then_nodes_takes_one_node_on_each_switch():
     assert hosts == ["host1", "host3"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "'+' groups are placed greedily in order: group 1 (/core=1, no constraint) takes the "
-    "first core, which is the only one group 2 ({c0}/core=1) may use, so a request that an "
-    "idle cluster can satisfy (group 1 on core 2, group 2 on core 1) is refused with "
-    "'group 2 ... no usable resource left by the previous groups', at every round"))
 def test_plus_groups_are_placed_when_some_split_fits():
     rows = tree_rows(1, 1, 1, 2)
     pool = ResourcePool(rows, LABELS)
@@ -586,9 +582,9 @@ def test_policies_no_resource_used_twice_unless_shared(scenario):
         j = byid[p.job_id]
         assert p.bits & ~usable == 0
         assert p.start >= now and p.start >= j.earliest_start
-        # nothing at or after a horizon on its resources (inner jobs: see the xfail below)
+        # nothing at or after a horizon on its resources (inner jobs included)
         for date, hbits in options.horizons:
-            if p.bits & hbits and j.inner is None:
+            if p.bits & hbits:
                 assert p.start + p.walltime + security <= max(date, now), (p, date)
         if j.inner is not None:
             # inside its container: its resources, its window (with the security time)
@@ -629,10 +625,6 @@ def test_policies_deterministic_and_conservative(scenario):
         assert alone.placement_of(job.job_id) == res.placement_of(job.job_id), job.job_id
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inner jobs ignore horizons: the Gantt of a container's inside is built without the "
-    "horizons (available_upto), so a running container whose resources got a horizon "
-    "(available_upto lowered after it started) has inner jobs planned past it"))
 def test_inner_jobs_respect_horizons():
     rows = tree_rows(1, 1, 1, 2)
     pool = ResourcePool(rows, LABELS)

@@ -239,6 +239,25 @@ def test_groups_are_disjoint():
                    "only 3 blocks of core available in any network_address")
 
 
+def test_other_group_orders_when_the_given_one_fails():
+    """A group that takes the only resources a later, constrained group may use: the
+    other orders are tried, each group on what the others left free (whole blocks)."""
+    two = pool_of(make_rows([[2, 2]] * 2))
+    every, cons = two.all_bits, constraint_for(two)
+    request = req("/nodes=1", ("network_address = node1", "/core=1"))
+    bits, why = fit_request(two, request, every, every, cons)
+    assert (ids(two, bits), why) == ([1, 5, 6, 7, 8], "")
+    assert fit_request(two, request, every, every, cons) == (bits, why)     # deterministic
+    # no order fits: the reason of the given order
+    bits, why = fit_request(two, req("/nodes=2", ("network_address = node1", "/core=1")),
+                            every, every, cons)
+    assert bits is None and why.startswith("group 2 ")
+    # symbolic counts keep the given order (BEST takes every free node first)
+    bits, _ = fit_request(two, req("/nodes=BEST", ("network_address = node1", "/core=1")),
+                          every, every, cons)
+    assert bits is None
+
+
 def test_constraints_and_usable():
     pool = pool_of(SPEC)
     every, cons = pool.all_bits, constraint_for(pool)
@@ -483,10 +502,31 @@ def test_requests_agree_with_the_model(cluster, group_levels, window, constraint
                 break
             taken |= part
     assert again == (bits, why)                                  # deterministic
+    other_order = None
+    if parts[-1][2] is None and len(request.groups) > 1 and all(
+            isinstance(lv.count, int) for g in request.groups for lv in g.levels):
+        # the given order fails: the first other order (sequence of itertools.permutations)
+        # that fits, each group on what the groups before it left free
+        for order in itertools.permutations(range(len(request.groups))):
+            done = 0
+            for i in order:
+                group = request.groups[i]
+                part = fit_group(pool, group.levels, usable & cons(group.constraint),
+                                 free & ~done)
+                if part is None:
+                    break
+                done |= part
+            else:
+                other_order = done
+                break
     if bits is None:
         assert why.startswith(f"group {len(parts)} (") and parts[-1][2] is None
+        assert other_order is None
+    elif other_order is not None:
+        assert why == "" and bits == other_order
     else:
         assert why == "" and bits == taken
+    if bits is not None:
         assert bits & ~(free & usable) == 0                      # only free usable resources
     seen = 0
     model_taken: set = set()

@@ -205,6 +205,11 @@ def test_absent_node_usable_until_its_available_upto(fig, db_url, now):
     short = sub(fig, "-p", "network_address = 'node-4'", "-l", "/nodes=1,walltime=0:20:00", "a")
     never = sub(fig, "-p", "network_address = 'node-3'", "-l", "/nodes=1,walltime=0:20:00", "b")
     round_at(fig, now)
+    # planned on its Absent node at once, launched only once the node is woken up (Alive)
+    assert row(db_url, short)["state"] == "Waiting"
+    assert predicted(fig, short)[1] == NODE["node-4"]
+    run_sql(db_url, "UPDATE resources SET state = 'Alive' WHERE network_address = 'node-4'")
+    round_at(fig, now + 60)
     assert row(db_url, short)["state"] == "toLaunch"
     assert assigned(db_url, short) == NODE["node-4"]
     assert row(db_url, never)["state"] == "Waiting"

@@ -172,15 +172,17 @@ class Registry:
         self.beds: list[Testbed] = []
 
     def add(self, bed: Testbed) -> None:
-        self.beds.append(bed)
+        if bed not in self.beds:
+            self.beds.append(bed)
 
     def discard(self, bed: Testbed) -> None:
         if bed in self.beds:
             self.beds.remove(bed)
 
     def close_all(self) -> None:
-        while self.beds:
-            self.beds[-1].close()
+        for bed in reversed(list(self.beds)):
+            bed.close()
+        self.beds.clear()
 
 
 @dataclass
@@ -262,12 +264,14 @@ class Testbed:
     # -- life cycle ----------------------------------------------------------------------
 
     def __enter__(self) -> Testbed:
-        return self.start()
+        return self if self.hosts else self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.close()
 
     def start(self, timeout: float = 20) -> Testbed:
+        if self.closed or self.hosts:
+            raise RuntimeError("a test bed starts once")
         if self.registry is not None:
             self.registry.add(self)
         try:
@@ -380,6 +384,8 @@ class Testbed:
     def close(self) -> None:
         """End the sshd processes this bed started, delete its links and namespaces and
         its directory.  Idempotent; errors are collected, never raised midway."""
+        if self.registry is not None:
+            self.registry.discard(self)
         if self.closed:
             return
         self.closed = True
@@ -400,5 +406,3 @@ class Testbed:
             run(["ip", "netns", "del", netns], check=False)
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
-        if self.registry is not None:
-            self.registry.discard(self)

@@ -352,6 +352,9 @@ class Testbed:
         with open(self.known_hosts, "w") as out:
             out.write("\n".join(known) + "\n")
         with open(self.ssh_config, "w") as out:
+            # names map to addresses here too, so that clients outside the bed's mount
+            # namespace (the test process, a server) reach the hosts by name
+            out.writelines(f"Host {host.name}\n  HostName {host.address}\n" for host in self.hosts)
             out.write(f"Host *\n  Port {SSH_PORT}\n  User {self.account}\n  IdentityFile {self.key}\n"
                       f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
                       "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n"

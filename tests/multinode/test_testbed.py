@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.testbed import SSH_PORT, Testbed, link_names, netns_names
+from oar_appliance.execution import SshConnector
+from tests.testbed import SSH_PORT, Testbed, link_names, netns_names, sweep_stale
 
 
 def test_three_hosts_answer_their_own_hostname(testbed):
@@ -81,3 +82,32 @@ def test_a_failed_start_is_undone(testbed_registry, monkeypatch):
     assert bed.created_netns and not set(bed.created_netns) & netns_names()
     assert not set(bed.created_links) & link_names()
     assert bed not in testbed_registry.beds
+
+
+def test_ssh_connector_runs_commands_on_the_hosts(testbed):
+    """The appliance's SshConnector, configured as OPENSSH_CMD="ssh -F <bed's config>" with
+    the bed's account, runs node-side commands on the host it names."""
+    connector = SshConnector(["ssh", "-F", testbed.ssh_config], user=testbed.account,
+                             command_prefix=(), connect_timeout=5)
+    for host in testbed.hosts:
+        result = connector.run(host.name, ["sh", "-c", 'hostname; printf "%s" "$0"', "a b;$x"])
+        assert (result.rc, result.stdout) == (0, f"{host.name}\na b;$x".encode()), result.stderr
+
+
+def test_sweep_removes_what_a_dead_run_left(testbed_registry):
+    """A namespace and a link named after a process that no longer exists (a crashed run)
+    are swept; the live bed's are not."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    netns, link = f"oartb{dead.pid}-1-node1", f"otb{dead.pid}h1"
+    subprocess.run(["ip", "netns", "add", netns], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "link", "add", link, "type", "bridge"], check=True, timeout=10)
+        with Testbed(1, registry=testbed_registry) as live:
+            assert sorted(sweep_stale()) == sorted([netns, link])
+            assert set(live.created_netns) <= netns_names()
+            assert set(live.created_links) <= link_names()
+        assert netns not in netns_names() and link not in link_names()
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)

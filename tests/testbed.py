@@ -1,0 +1,411 @@
+"""A multi-node test bed on one machine: N test hosts as network namespaces.
+
+Each host of a :class:`Testbed` is
+
+* a network namespace ``oartb<pid>-<name>`` with loopback up and an ``eth0`` veth whose peer
+  sits on a bridge of the root namespace, on a private ``10.x.y.0/24`` subnet chosen not to
+  overlap any address or route of the machine (the root namespace gets ``.1``, so the test
+  process itself reaches every host);
+* a dedicated ``sshd -D`` on port 6667, started with ``nsenter --net`` then
+  ``unshare --uts --mount``: its own hostname (the host's name) and a private mount
+  namespace in which the bed's hosts file is bind-mounted on ``/etc/hosts``, so the hosts
+  resolve each other by name while the machine's ``/etc/hosts`` is never modified.
+  ``ip netns exec`` is avoided on purpose: it remounts ``/sys`` (cgroups would vanish).
+  Processes logged in over ssh inherit these namespaces, so ``ssh ... hostname`` answers
+  the host's name and ``ssh node2`` works from inside ``node1``.
+
+sshd accepts only public-key logins of one account (``AllowUsers``), with its own host key,
+configuration, pid file and log in the bed's directory.  The bed writes a known_hosts file
+(every host key, by name and address) and an ``ssh_config`` so that callers connect with
+strict host key checking.  There is no PID namespace: every host sees every process.
+
+Teardown (:meth:`Testbed.close`) ends exactly the sshd processes the bed started (its own
+children, by pid), then deletes the links and namespaces it created; it runs even when the
+start or a test fails, and a session :class:`Registry` closes any bed left open.  Names left
+by a crashed run (``oartb<pid>-`` of a pid that no longer exists) are removed by
+:func:`sweep_stale`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import itertools
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+SSH_PORT = 6667
+#: the account the test hosts' sshd lets in (created once when missing)
+DEFAULT_ACCOUNT = "oartb"
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+PREFIX_RE = re.compile(r"^oartb(\d+)-")
+#: serialises subnet choice between test beds of concurrent test sessions
+SUBNET_LOCK = "/run/lock/oartb-subnets.lock"
+#: numbers the beds and links of this process, so that two open beds never share a name
+_counter = itertools.count(1)
+
+
+def missing_requirements() -> str | None:
+    """Why a test bed cannot be built here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the multi-node test bed needs root (network namespaces, sshd logins)"
+    if not os.path.exists(SSHD):
+        return "sshd is missing (apt-get install openssh-server)"
+    for tool in ("ip", "nsenter", "unshare", "ssh", "ssh-keygen", "useradd"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing (apt-get install iproute2 util-linux openssh-client passwd)"
+    return None
+
+
+def run(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def netns_names() -> set[str]:
+    out = run(["ip", "netns", "list"]).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def link_names() -> set[str]:
+    return {link["ifname"] for link in json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]")}
+
+
+def ensure_account(name: str = DEFAULT_ACCOUNT) -> str:
+    """An account sshd will let in with a key (home ``/``, so logins start without a
+    warning): ``*`` as password field, since sshd without
+    PAM refuses a locked (``!``) account."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        run(["useradd", "--system", "--shell", "/bin/sh", "--home-dir", "/",
+             "--no-create-home", "--password", "*", name])
+    else:
+        shadow = run(["getent", "shadow", name], check=False).stdout.split(":")
+        if len(shadow) > 1 and shadow[1].startswith("!"):
+            run(["usermod", "-p", "*", name])
+    return name
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale() -> list[str]:
+    """Delete namespaces and links named by a test bed whose process is gone (a crashed
+    run); returns their names.  Processes are never killed here."""
+    removed = []
+    for link in sorted(link_names()):
+        match = re.match(r"^otb(\d+)[bh]", link)
+        if match and not pid_alive(int(match.group(1))):
+            run(["ip", "link", "del", link], check=False)
+            removed.append(link)
+    for ns in sorted(netns_names()):
+        match = PREFIX_RE.match(ns)
+        if match and not pid_alive(int(match.group(1))):
+            run(["ip", "netns", "del", ns], check=False)
+            removed.append(ns)
+    return removed
+
+
+def used_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network of an address or route of the root namespace."""
+    nets = []
+    for entry in json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
+        for info in entry.get("addr_info", []):
+            nets.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]"):
+        dst = route.get("dst", "")
+        if dst and dst != "default" and not dst.startswith(("broadcast", "local")):
+            try:
+                nets.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
+            except ValueError:
+                pass
+    return nets
+
+
+def free_subnet(seed: int) -> ipaddress.IPv4Network:
+    """A 10.x.y.0/24 overlapping nothing in use; the search starts at a place given by
+    ``seed`` so that concurrent beds rarely even compete (the caller holds SUBNET_LOCK)."""
+    used = used_networks()
+    for step in range(200 * 256):
+        index = (seed + step) % (200 * 256)
+        candidate = ipaddress.ip_network(f"10.{50 + index // 256}.{index % 256}.0/24")
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise RuntimeError("no free 10.x.y.0/24 subnet for the test bed")
+
+
+@dataclass
+class Host:
+    """One test host: its name (hostname and hosts-file name), address and namespace."""
+
+    name: str
+    address: str
+    netns: str
+    veth: str  # the root-namespace end of its link
+    directory: str
+    proc: subprocess.Popen | None = None
+
+    @property
+    def sshd_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+class Registry:
+    """Every bed of a test session, so that none outlives the session."""
+
+    def __init__(self):
+        self.beds: list[Testbed] = []
+
+    def add(self, bed: Testbed) -> None:
+        if bed not in self.beds:
+            self.beds.append(bed)
+
+    def discard(self, bed: Testbed) -> None:
+        if bed in self.beds:
+            self.beds.remove(bed)
+
+    def close_all(self) -> None:
+        for bed in reversed(list(self.beds)):
+            bed.close()
+        self.beds.clear()
+
+
+@dataclass
+class Testbed:
+    """N test hosts reachable with ssh on port 6667; use as a context manager or call
+    :meth:`start` and :meth:`close` (close is idempotent and never raises)."""
+
+    __test__ = False  # not a pytest test class
+
+    size: int = 3
+    account: str = DEFAULT_ACCOUNT
+    registry: Registry | None = None
+    names: list[str] | None = None
+    hosts: list[Host] = field(default_factory=list)
+    directory: str = ""
+    bridge: str = ""
+    subnet: ipaddress.IPv4Network | None = None
+    created_netns: list[str] = field(default_factory=list)
+    created_links: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    def __post_init__(self):
+        self.number = next(_counter)
+        self.prefix = f"oartb{os.getpid()}-{self.number}-"
+        self.link_prefix = f"otb{os.getpid()}"  # interface names are at most 15 characters
+        self.names = list(self.names or [f"node{i}" for i in range(1, self.size + 1)])
+        self.size = len(self.names)
+
+    # -- paths callers use -------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """The client private key (owned by the account, so it also works on the hosts)."""
+        return os.path.join(self.directory, "client_key")
+
+    @property
+    def known_hosts(self) -> str:
+        return os.path.join(self.directory, "known_hosts")
+
+    @property
+    def ssh_config(self) -> str:
+        """An ssh client configuration (port, key, user, known hosts): ``ssh -F``."""
+        return os.path.join(self.directory, "ssh_config")
+
+    @property
+    def hosts_file(self) -> str:
+        return os.path.join(self.directory, "hosts")
+
+    @property
+    def gateway(self) -> str:
+        """The root namespace's address on the bed's subnet."""
+        return str(self.subnet.network_address + 1)
+
+    def host(self, name: str) -> Host:
+        return next(host for host in self.hosts if host.name == name)
+
+    def ssh_argv(self, target: str, command: list[str] | str, *, config: bool = False) -> list[str]:
+        """argv of an ssh from here to ``target`` (a host name, resolved by the bed, or an
+        address) running ``command``."""
+        address = next((h.address for h in self.hosts if h.name == target), target)
+        line = command if isinstance(command, str) else " ".join(command)
+        if config:
+            return ["ssh", "-F", self.ssh_config, target, line]
+        return ["ssh", "-p", str(SSH_PORT), "-i", self.key, "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                "-o", "KexAlgorithms=curve25519-sha256", "-o", "LogLevel=ERROR",
+                f"{self.account}@{address}", line]
+
+    def ssh(self, target: str, command: list[str] | str, timeout: float = 20) -> subprocess.CompletedProcess:
+        return run(self.ssh_argv(target, command), check=False, timeout=timeout)
+
+    def in_view(self, argv: list[str]) -> list[str]:
+        """argv running ``argv`` in the root network namespace but with the bed's hosts
+        file as /etc/hosts (a private mount namespace): how a server process started by a
+        test resolves the hosts by name."""
+        return ["unshare", "--mount", "--", "sh", "-c",
+                f'mount --bind "$0" /etc/hosts && exec "$@"', self.hosts_file, *argv]
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> Testbed:
+        return self if self.hosts else self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start(self, timeout: float = 20) -> Testbed:
+        if self.closed or self.hosts:
+            raise RuntimeError("a test bed starts once")
+        if self.registry is not None:
+            self.registry.add(self)
+        try:
+            self.directory = tempfile.mkdtemp(prefix=self.prefix)
+            # sshd reads authorized keys as the account: the directory must be traversable
+            os.chmod(self.directory, 0o755)
+            ensure_account(self.account)
+            self._keys()
+            self._network()
+            self._files()
+            for host in self.hosts:
+                self._start_sshd(host)
+            self._wait_ready(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _keys(self) -> None:
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "oartb-client", "-f", self.key])
+        account = pwd.getpwnam(self.account)
+        os.chown(self.key, account.pw_uid, account.pw_gid)
+        with open(self.key + ".pub") as pub, open(os.path.join(self.directory, "authorized_keys"), "w") as out:
+            out.write(pub.read())
+
+    def _network(self) -> None:
+        os.makedirs(os.path.dirname(SUBNET_LOCK), exist_ok=True)
+        with open(SUBNET_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.subnet = free_subnet(os.getpid() * 7 + id(self) % 97)
+            self.bridge = f"{self.link_prefix}b{next(_counter)}"
+            run(["ip", "link", "add", self.bridge, "type", "bridge"])
+            self.created_links.append(self.bridge)
+            # the address claims the subnet for the other beds' used_networks()
+            run(["ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+        for index, name in enumerate(self.names, start=1):
+            netns, veth = f"{self.prefix}{name}", f"{self.link_prefix}h{next(_counter)}"
+            address = str(self.subnet.network_address + 10 + index)
+            directory = os.path.join(self.directory, name)
+            os.mkdir(directory)
+            os.chmod(directory, 0o755)
+            run(["ip", "netns", "add", netns])
+            self.created_netns.append(netns)
+            run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+            self.created_links.append(veth)
+            run(["ip", "link", "set", veth, "master", self.bridge, "up"])
+            for argv in (["ip", "link", "set", "lo", "up"],
+                         ["ip", "addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", "eth0"],
+                         ["ip", "link", "set", "eth0", "up"]):
+                run(["ip", "-n", netns, *argv[1:]])
+            self.hosts.append(Host(name, address, netns, veth, directory))
+
+    def _files(self) -> None:
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 f"{self.gateway}\t{self.prefix}gateway"]
+        lines += [f"{host.address}\t{host.name}" for host in self.hosts]
+        with open(self.hosts_file, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        known = []
+        for host in self.hosts:
+            key = os.path.join(host.directory, "host_key")
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key])
+            with open(key + ".pub") as pub:
+                keytype, blob = pub.read().split()[:2]
+            known.append(f"[{host.name}]:{SSH_PORT},[{host.address}]:{SSH_PORT} {keytype} {blob}")
+            with open(os.path.join(host.directory, "sshd_config"), "w") as out:
+                out.write(
+                    f"Port {SSH_PORT}\nListenAddress 0.0.0.0\nHostKey {key}\n"
+                    f"PidFile {host.directory}/sshd.pid\n"
+                    f"AuthorizedKeysFile {self.directory}/authorized_keys\n"
+                    f"AllowUsers {self.account}\n"
+                    "PubkeyAuthentication yes\nPasswordAuthentication no\n"
+                    "KbdInteractiveAuthentication no\nPermitRootLogin no\nUsePAM no\n"
+                    # the keys live under /tmp, whose mode sshd's strict checks refuse
+                    "StrictModes no\nKexAlgorithms curve25519-sha256\nUseDNS no\n"
+                    "PrintMotd no\nX11Forwarding no\n")
+        with open(self.known_hosts, "w") as out:
+            out.write("\n".join(known) + "\n")
+        with open(self.ssh_config, "w") as out:
+            # names map to addresses here too, so that clients outside the bed's mount
+            # namespace (the test process, a server) reach the hosts by name
+            out.writelines(f"Host {host.name}\n  HostName {host.address}\n" for host in self.hosts)
+            out.write(f"Host *\n  Port {SSH_PORT}\n  User {self.account}\n  IdentityFile {self.key}\n"
+                      f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
+                      "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n"
+                      "  KexAlgorithms curve25519-sha256\n  LogLevel ERROR\n")
+
+    def _start_sshd(self, host: Host) -> None:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+        # nsenter and unshare exec (no fork), and so does the shell: the Popen pid is sshd's
+        script = 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"'
+        argv = ["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--uts", "--mount", "--",
+                "sh", "-c", script, host.name, self.hosts_file,
+                SSHD, "-D", "-e", "-f", os.path.join(host.directory, "sshd_config")]
+        with open(os.path.join(host.directory, "sshd.log"), "wb") as log:
+            host.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=log, start_new_session=True)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for host in self.hosts:
+            while True:
+                try:
+                    socket.create_connection((host.address, SSH_PORT), timeout=1).close()
+                    break
+                except OSError:
+                    if host.proc.poll() is not None or time.monotonic() > deadline:
+                        with open(os.path.join(host.directory, "sshd.log")) as log:
+                            raise RuntimeError(f"sshd of {host.name} did not start: {log.read()}")
+                    time.sleep(0.05)
+
+    def close(self) -> None:
+        """End the sshd processes this bed started, delete its links and namespaces and
+        its directory.  Idempotent; errors are collected, never raised midway."""
+        if self.registry is not None:
+            self.registry.discard(self)
+        if self.closed:
+            return
+        self.closed = True
+        for host in self.hosts:
+            if host.proc is not None and host.proc.poll() is None:
+                host.proc.terminate()  # Popen signals only its own, unreaped child
+        for host in self.hosts:
+            if host.proc is not None:
+                try:
+                    host.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    host.proc.kill()
+                    host.proc.wait(5)
+        # veths first: a namespace whose link is still up may linger after `netns del`
+        for link in reversed(self.created_links):
+            run(["ip", "link", "del", link], check=False)
+        for netns in reversed(self.created_netns):
+            run(["ip", "netns", "del", netns], check=False)
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)

@@ -103,7 +103,9 @@ def test_besteffort_killed_for_a_normal_job_and_idempotent_resubmitted(running_l
     normal = lab.oarsub("-l", "/nodes=2", "true")
     assert lab.wait_state(normal, "Terminated", "Error") == "Terminated"
     for job_id in (plain, again):
-        assert lab.state(job_id) == "Error"
+        # (a killed job is Finishing from its end report on, and its processes are gone:
+        # the normal job may start and end before the cleaning ends the killed ones)
+        assert lab.wait_state(job_id, "Error", "Terminated") == "Error"
         assert "BESTEFFORT_KILL" in lab.events(job_id)
     assert "RESUBMIT_JOB_AUTOMATICALLY" in lab.events(again)
     assert "RESUBMIT_JOB_AUTOMATICALLY" not in lab.events(plain)

@@ -4,35 +4,11 @@ run with the job id, name, tag and text, a failed delivery is an event of the jo
 
 from __future__ import annotations
 
-import email
 import socket
 import stat
 
-import pytest
-
 from tests.server.conftest import WAIT, free_port, wait_for
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server on a free loopback port; ``.messages`` it received."""
-    from aiosmtpd.controller import Controller
-
-    class Keep:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                                  email.message_from_bytes(envelope.content)))
-            return "250 OK"
-
-    handler = Keep()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    handler.address = f"127.0.0.1:{controller.port}"
-    yield handler
-    controller.stop()
+from tests.smtp import smtp_server  # noqa: F401 (a fixture)
 
 
 def _tags(messages):

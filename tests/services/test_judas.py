@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email
 import os
 import pwd
 import logging
@@ -15,33 +14,12 @@ import pytest
 
 from oar_appliance import judas
 from tests.services.helpers import config
+from tests.smtp import smtp_server  # noqa: F401 (a fixture)
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server (aiosmtpd) on a free loopback port; ``.messages`` it received."""
-    from aiosmtpd.controller import Controller
-
-    class Keep:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                                  email.message_from_bytes(envelope.content)))
-            return "250 OK"
-
-    handler = Keep()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    handler.address = f"127.0.0.1:{controller.port}"
-    yield handler
-    controller.stop()
 
 
 def _job(notify, **extra):

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import peewee
 
+from .db.bulk import placeholders
 from .db.connection import backend_for
 from .errors import ConfigError
 
@@ -82,28 +83,24 @@ def consumptions(jobs: Iterable[Mapping[str, Any]], size: int) -> dict[Key, int]
     return totals
 
 
-def _marks(db: peewee.Database, count: int) -> str:
-    return ", ".join([backend_for(db).placeholder] * count)
-
-
 def _claim(db: peewee.Database, limit: int) -> tuple[int, list[int]]:
     """Mark up to ``limit`` ended, unaccounted jobs accounted; return how many were found
     and those this transaction marked (a concurrent update's jobs are not returned: on
     PostgreSQL its UPDATE waits for the other transaction, then finds them accounted)."""
     mark = backend_for(db).placeholder
     ids = [row[0] for row in db.execute_sql(
-        f'SELECT "job_id" FROM "jobs" WHERE "accounted" = {mark} AND "state" IN ({_marks(db, 2)}) '
+        f'SELECT "job_id" FROM "jobs" WHERE "accounted" = {mark} AND "state" IN ({placeholders(db, 2)}) '
         f'ORDER BY "job_id" LIMIT {int(limit)}', ["NO", *ENDED_STATES]).fetchall()]
     if not ids:
         return 0, []
     return len(ids), sorted(row[0] for row in db.execute_sql(
         f'UPDATE "jobs" SET "accounted" = {mark} WHERE "accounted" = {mark} '
-        f'AND "job_id" IN ({_marks(db, len(ids))}) RETURNING "job_id"', ["YES", "NO", *ids]).fetchall())
+        f'AND "job_id" IN ({placeholders(db, len(ids))}) RETURNING "job_id"', ["YES", "NO", *ids]).fetchall())
 
 
 def _load(db: peewee.Database, ids: list[int]) -> list[dict[str, Any]]:
     """The jobs' data for :func:`consumptions` (two queries)."""
-    marks = _marks(db, len(ids))
+    marks = placeholders(db, len(ids))
     rows = db.execute_sql(
         'SELECT j."job_id", j."job_user", j."project", j."queue_name", j."start_time", j."stop_time", '
         'j."assigned_moldable_job", m."moldable_walltime" FROM "jobs" j '
@@ -114,7 +111,7 @@ def _load(db: peewee.Database, ids: list[int]) -> list[dict[str, Any]]:
     if moldables:
         counts = dict(db.execute_sql(
             'SELECT "moldable_job_id", COUNT(*) FROM "assigned_resources" '
-            f'WHERE "moldable_job_id" IN ({_marks(db, len(moldables))}) GROUP BY "moldable_job_id"',
+            f'WHERE "moldable_job_id" IN ({placeholders(db, len(moldables))}) GROUP BY "moldable_job_id"',
             moldables).fetchall())
     return [{"job_id": r[0], "job_user": r[1], "project": r[2], "queue_name": r[3], "start_time": r[4],
              "stop_time": r[5], "walltime": r[7], "nb_resources": counts.get(r[6], 0)} for r in rows]
@@ -126,7 +123,7 @@ def _add(db: peewee.Database, totals: Mapping[Key, int]) -> None:
         return
     sql = ('INSERT INTO "accounting" ("window_start", "window_stop", "accounting_user", '
            '"accounting_project", "queue_name", "consumption_type", "consumption") '
-           f'VALUES ({_marks(db, 7)}) '
+           f'VALUES ({placeholders(db, 7)}) '
            'ON CONFLICT ("window_start", "window_stop", "accounting_user", "queue_name", '
            '"accounting_project", "consumption_type") '
            'DO UPDATE SET "consumption" = "accounting"."consumption" + excluded."consumption"')

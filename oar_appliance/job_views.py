@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from .db.bulk import placeholders
 from .db.connection import backend_for, quote_identifier
 from .db.models import JOB_STATES
 from .db.resource_table import MAX_PARAMETERS
@@ -125,10 +126,6 @@ def _chunks(values: Sequence[Any], size: int = MAX_PARAMETERS) -> Iterator[Seque
         yield values[start : start + size]
 
 
-def _marks(db, count: int) -> str:
-    return ", ".join([backend_for(db).placeholder] * count)
-
-
 def _rows(cursor) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -138,7 +135,7 @@ def _by_job_ids(db, sql: str, job_ids: Sequence[int], params: Sequence[Any] = ()
     """Run ``sql`` (with one ``{ids}`` slot) for every chunk of ``job_ids``; all rows."""
     rows: list[tuple] = []
     for chunk in _chunks(list(job_ids)):
-        cursor = db.execute_sql(sql.format(ids=_marks(db, len(chunk))), [*params, *chunk])
+        cursor = db.execute_sql(sql.format(ids=placeholders(db, len(chunk))), [*params, *chunk])
         rows.extend(cursor.fetchall())
     return rows
 
@@ -179,7 +176,7 @@ def _where(db, flt: JobFilter) -> tuple[list[str], list[Any]]:
         clauses.append(f"({sql})")
         params.extend(values)
     if flt.states is not None:
-        clauses.append(f'"state" IN ({_marks(db, len(flt.states))})')
+        clauses.append(f'"state" IN ({placeholders(db, len(flt.states))})')
         params.extend(flt.states)
     if flt.user is not None:
         clauses.append('"job_user" = ' + backend_for(db).placeholder)
@@ -205,7 +202,7 @@ def select_jobs(db, flt: JobFilter, columns: Sequence[str] | None = None) -> lis
     found: list[dict[str, Any]] = []
     ids = sorted(set(int(i) for i in flt.ids))
     for chunk in _chunks(ids):
-        where = " AND ".join([*clauses, f'"job_id" IN ({_marks(db, len(chunk))})'])
+        where = " AND ".join([*clauses, f'"job_id" IN ({placeholders(db, len(chunk))})'])
         found.extend(_rows(db.execute_sql(f"{base} WHERE {where}", [*params, *chunk])))
     found.sort(key=lambda r: r["job_id"])
     return found
@@ -421,7 +418,7 @@ def gantt(db, start: int, stop: int, now: int, flt: JobFilter | None = None) -> 
         id_chunks = list(_chunks(sorted(set(int(i) for i in flt.ids))))
     rows: list[tuple] = []
     for chunk in id_chunks:
-        by_id = f' AND j."job_id" IN ({_marks(db, len(chunk))})' if chunk else ""
+        by_id = f' AND j."job_id" IN ({placeholders(db, len(chunk))})' if chunk else ""
         rows += db.execute_sql(
             f'SELECT {columns}, NULL FROM "jobs" j '
             'LEFT JOIN "moldable_job_descriptions" m ON m."moldable_id" = j."assigned_moldable_job" '
@@ -433,7 +430,7 @@ def gantt(db, start: int, stop: int, now: int, flt: JobFilter | None = None) -> 
             f'SELECT {columns}, p."start_time" FROM "jobs" j '
             'JOIN "moldable_job_descriptions" m ON m."moldable_job_id" = j."job_id" '
             'JOIN "gantt_jobs_predictions" p ON p."moldable_job_id" = m."moldable_id" '
-            f'WHERE j."start_time" = 0 AND j."state" IN ({_marks(db, len(PLANNED_STATES))}) '
+            f'WHERE j."start_time" = 0 AND j."state" IN ({placeholders(db, len(PLANNED_STATES))}) '
             f'AND p."start_time" <= {mark} AND p."start_time" + m."moldable_walltime" >= {mark}'
             f'{selection}{by_id}',
             [*PLANNED_STATES, stop, start, *params, *chunk],

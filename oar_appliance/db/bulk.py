@@ -61,6 +61,11 @@ def ids_clause(db: peewee.Database, id_column: str, ids: Sequence[int]) -> tuple
     return f"{quote_identifier(id_column)} IN ({marks})", [int(i) for i in ids]
 
 
+def placeholders(db, count: int) -> str:
+    """``count`` bound-parameter marks of the database's driver, comma-separated (for ``IN``)."""
+    return ", ".join([backend_for(db).placeholder] * count)
+
+
 def update_by_ids(db: peewee.Database, table: str, id_column: str, ids: Sequence[int],
                   values: Mapping[str, Any]) -> None:
     """Set the same values on every row of ``ids``, in chunks of bound parameters."""

@@ -192,10 +192,6 @@ def _rows(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tup
     return db.execute_sql(sql, list(params)).fetchall()
 
 
-def _marks(db: peewee.Database, n: int) -> str:
-    return ", ".join([backend_for(db).placeholder] * n)
-
-
 class _Constraints:
     """Bits of the resources each (job properties, group constraint) pair may use.
 
@@ -335,12 +331,12 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
     job_cols = ('"job_id", "state", "reservation", "queue_name", "properties", "start_time", '
                 '"assigned_moldable_job", "job_type", "exit_code", "message", "job_user", "job_name"')
     jobs: dict[int, _Job] = {}
-    for row in _rows(db, f'SELECT {job_cols} FROM "jobs" WHERE "state" IN ({_marks(db, len(states))})',
+    for row in _rows(db, f'SELECT {job_cols} FROM "jobs" WHERE "state" IN ({bulk.placeholders(db, len(states))})',
                      states):
         jobs[row[0]] = _Job(row[0], row[1], row[2] or "None", row[3] or "", row[4] or None,
                             row[5] or 0, row[6] or 0, row[7] or "PASSIVE", row[8], row[9] or "",
                             user=row[10], name=row[11])
-    state_filter = f'j."state" IN ({_marks(db, len(states))})'
+    state_filter = f'j."state" IN ({bulk.placeholders(db, len(states))})'
 
     for job_id, moldable_id, walltime in _rows(
             db, 'SELECT m."moldable_job_id", m."moldable_id", m."moldable_walltime" '
@@ -442,7 +438,7 @@ def _load(db: peewee.Database, config: Mapping[str, Any], now: int) -> _Loaded:
             db, 'SELECT j."job_id", a."resource_id" FROM "assigned_resources" a '
                 'JOIN "jobs" j ON j."assigned_moldable_job" = a."moldable_job_id" '
                 f'WHERE a."assigned_resource_index" = \'CURRENT\' '
-                f'AND j."state" IN ({_marks(db, len(ACTIVE_STATES))})', ACTIVE_STATES):
+                f'AND j."state" IN ({bulk.placeholders(db, len(ACTIVE_STATES))})', ACTIVE_STATES):
         assigned.setdefault(job_id, []).append(resource_id)
     occupations: list[Occupation] = []
     for job_id, rids in assigned.items():

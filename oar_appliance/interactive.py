@@ -4,7 +4,10 @@ The shell itself is started on the job's head node by
 :mod:`oar_appliance.nodeside.oarsh_shell`, which reads the job's environment written there
 by oarexec; this module decides *whether* a caller may have one (:func:`connectable_job`)
 and *how* to reach the head node (:func:`shell_command`), from the ``OAR_CONNECTOR`` of
-oar.conf: ``local`` runs it here as a child holding the terminal (the one-host lab).
+oar.conf: ``local`` runs it here as a child holding the terminal (the one-host lab);
+``ssh`` connects to the head node's sshd as the OAR account, the way oarsh does
+(:mod:`oar_appliance.oarsh`), naming the job and its user: the node's login program puts
+the shell into the job's cgroup as the job's user.
 """
 
 from __future__ import annotations
@@ -17,19 +20,21 @@ from typing import Any, Mapping
 import peewee
 
 from .db.models import AssignedResource, Job, Resource
+from . import oarsh
 from .errors import ConfigError, ConflictError, NotFoundError, PermissionDeniedError
 from .nodeside.terminal import exit_status, signals_passed_to
 
 #: connectors that can give a shell on a node
-SHELL_CONNECTORS = ("local",)
+SHELL_CONNECTORS = ("local", "ssh")
 
 
 @dataclass(frozen=True)
 class JobShell:
-    """Where the shell of a job runs: its id and its head node."""
+    """Where the shell of a job runs: its id, its head node and the job's user."""
 
     job_id: int
     head_host: str
+    user: str
 
 
 def head_host(db: peewee.Database, job: Job) -> str | None:
@@ -57,18 +62,22 @@ def connectable_job(db: peewee.Database, job_id: int, user: str, admin: bool) ->
     host = head_host(db, job)
     if host is None:
         raise ConflictError(f"job {job_id} is running but has no resource assigned")
-    return JobShell(job_id, host)
+    return JobShell(job_id, host, job.job_user)
 
 
-def shell_command(config: Mapping[str, Any], shell: JobShell, interactive: bool) -> list[str]:
+def shell_command(config: Mapping[str, Any], shell: JobShell, interactive: bool,
+                  terminal: bool = True) -> list[str]:
     """The command that runs the job's shell on its head node through the connector.
 
-    ``interactive``: the shell of the ``oarsub -I`` job itself, whose end ends the job.
+    ``interactive``: the shell of the ``oarsub -I`` job itself, whose end ends the job;
+    ``terminal``: oarsub has one (ssh then asks the node for one).
     """
     connector = str(config["OAR_CONNECTOR"]).strip().lower()
     if connector not in SHELL_CONNECTORS:
         raise ConfigError(f"OAR_CONNECTOR={connector}: shells inside jobs are only available with "
                           f"OAR_CONNECTOR={' or '.join(SHELL_CONNECTORS)} in this version")
+    if connector == "ssh":
+        return oarsh.job_shell_argv(config, shell.head_host, shell.job_id, shell.user, interactive, terminal)
     argv = [sys.executable, "-m", "oar_appliance.nodeside.oarsh_shell",
             "--runtime-dir", str(config["OAR_RUNTIME_DIRECTORY"]), str(shell.job_id)]
     if interactive:

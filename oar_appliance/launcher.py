@@ -78,8 +78,8 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
     jwhere = where.replace('"job_id"', 'j."job_id"')
     jobs = _fetch(db, 'SELECT j.*, m."moldable_walltime" FROM "jobs" j LEFT JOIN "moldable_job_descriptions" m '
                       f'ON m."moldable_id" = j."assigned_moldable_job" WHERE {jwhere}', params)
-    challenges = {r["job_id"]: r["challenge"] for r in _fetch(
-        db, f'SELECT "job_id", "challenge" FROM "challenges" WHERE {where}', params)}
+    challenges = {r["job_id"]: r for r in _fetch(
+        db, f'SELECT "job_id", "challenge", "ssh_public_key" FROM "challenges" WHERE {where}', params)}
     types: dict[int, list[str]] = {}
     for r in _fetch(db, f'SELECT "job_id", "type" FROM "job_types" WHERE {where} '
                         'AND "type_index" = \'CURRENT\' ORDER BY "job_type_id"', params):
@@ -136,7 +136,9 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "cpuset": cpuset, "array_id": job["array_id"], "array_index": job["array_index"],
             "checkpoint_signal": lifecycle.signal_name(job["checkpoint_signal"]),
             "checkpoint": job["checkpoint"] or 0,
-            "challenge": challenges.get(job_id, ""),
+            "challenge": challenges.get(job_id, {}).get("challenge") or "",
+            # oarsub -k/-i: the nodes let the key's holder into the job (oarsh)
+            "job_key": challenges.get(job_id, {}).get("ssh_public_key") or None,
             "server": {"host": config["SERVER_HOSTNAME"], "port": int(config["SERVER_PORT"])},
             "runtime_dir": str(config["OAR_RUNTIME_DIRECTORY"]),
             "prologue": config.get("PROLOGUE_EXEC_FILE") or None,

@@ -19,6 +19,16 @@ configuration, pid file and log in the bed's directory.  The bed writes a known_
 (every host key, by name and address) and an ``ssh_config`` so that callers connect with
 strict host key checking.  There is no PID namespace: every host sees every process.
 
+With ``oar_node=True`` each host's sshd runs the node configuration of the Ansible role
+(``ansible/roles/oar_node/templates/oar-node-sshd_config.j2``, rendered with the bed's
+account as ``oar_user``), preceded by the bed's own paths (pid file, authorized keys, no
+strict modes under /tmp), which sshd takes first; the role's sudo rules
+(``oar-node-sudoers.j2``) are installed as ``/etc/sudoers.d/<bed prefix>`` for as long as
+the bed lives.  Each host's ``oar_conf_dir`` is its directory (an ``oar.conf`` written there
+by :meth:`Testbed.write_oar_conf`), ``oar_venv_dir`` a root-owned directory under /run
+(sshd refuses an AuthorizedKeysCommand under /tmp) whose ``bin/`` holds small launchers of
+this checkout: ``python3``, ``oarsh``, ``oarcp``, ``oarsh_shell``.
+
 Teardown (:meth:`Testbed.close`) ends exactly the sshd processes the bed started (its own
 children, by pid), then deletes the links and namespaces it created; it runs even when the
 start or a test fails, and a session :class:`Registry` closes any bed left open.  Names left
@@ -38,6 +48,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -49,6 +60,11 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 PREFIX_RE = re.compile(r"^oartb(\d+)-")
 #: serialises subnet choice between test beds of concurrent test sessions
 SUBNET_LOCK = "/run/lock/oartb-subnets.lock"
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NODE_TEMPLATES = os.path.join(REPOSITORY, "ansible", "roles", "oar_node", "templates")
+#: console scripts of the node role, as launchers of this checkout (oar_node beds)
+NODE_SCRIPTS = {"oarsh": "oar_appliance.cli.oarsh", "oarcp": "oar_appliance.cli.oarcp",
+                "oarsh_shell": "oar_appliance.nodeside.oarsh_login"}
 #: numbers the beds and links of this process, so that two open beds never share a name
 _counter = itertools.count(1)
 
@@ -118,6 +134,13 @@ def sweep_stale() -> list[str]:
         if match and not pid_alive(int(match.group(1))):
             run(["ip", "netns", "del", ns], check=False)
             removed.append(ns)
+    # oar_node beds: their sudo rules and launchers
+    for directory, remove in (("/etc/sudoers.d", os.unlink), ("/run", shutil.rmtree)):
+        for name in sorted(os.listdir(directory)):
+            match = PREFIX_RE.match(name)
+            if match and not pid_alive(int(match.group(1))):
+                remove(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
     return removed
 
 
@@ -147,6 +170,32 @@ def free_subnet(seed: int) -> ipaddress.IPv4Network:
         if not any(candidate.overlaps(net) for net in used):
             return candidate
     raise RuntimeError("no free 10.x.y.0/24 subnet for the test bed")
+
+
+def world_runnable(path: str) -> bool:
+    """Whether every account can run ``path`` (each directory above it is searchable)."""
+    real = os.path.realpath(path)
+    parts = real.split("/")
+    for end in range(2, len(parts)):
+        if not os.stat("/".join(parts[:end])).st_mode & 0o001:
+            return False
+    return bool(os.stat(real).st_mode & 0o001)
+
+
+def users_python() -> tuple[str, str]:
+    """(interpreter, PYTHONPATH) running this checkout with the test run's packages for
+    any account: this interpreter, or, when it is private (a pyenv build under /root), the
+    system's python3 of the same version with this run's site-packages."""
+    import sysconfig
+
+    if world_runnable(sys.executable):
+        return sys.executable, REPOSITORY
+    system = "/usr/bin/python3"
+    version = run([system, "-c", "import sys; print(sys.version_info[:2])"], check=False).stdout.strip()
+    if version != str(tuple(sys.version_info[:2])):
+        raise RuntimeError(f"{sys.executable} cannot be run by other accounts and {system} is not "
+                           f"Python {sys.version_info[0]}.{sys.version_info[1]}")
+    return system, f"{REPOSITORY}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
 
 
 @dataclass
@@ -203,6 +252,10 @@ class Testbed:
     created_netns: list[str] = field(default_factory=list)
     created_links: list[str] = field(default_factory=list)
     closed: bool = False
+    #: run the oar_node role's sshd configuration and sudo rules (see the module's doc)
+    oar_node: bool = False
+    venv_dir: str = ""
+    sudoers_file: str = ""
 
     def __post_init__(self):
         self.number = next(_counter)
@@ -235,6 +288,10 @@ class Testbed:
     def gateway(self) -> str:
         """The root namespace's address on the bed's subnet."""
         return str(self.subnet.network_address + 1)
+
+    def conf_path(self, name: str) -> str:
+        """The ``oar.conf`` of host ``name`` (``oar_node`` beds)."""
+        return os.path.join(self.host(name).directory, "oar.conf")
 
     def host(self, name: str) -> Host:
         return next(host for host in self.hosts if host.name == name)
@@ -281,6 +338,8 @@ class Testbed:
             ensure_account(self.account)
             self._keys()
             self._network()
+            if self.oar_node:
+                self._node_role()
             self._files()
             for host in self.hosts:
                 self._start_sshd(host)
@@ -333,12 +392,16 @@ class Testbed:
             out.write("\n".join(lines) + "\n")
         known = []
         for host in self.hosts:
-            key = os.path.join(host.directory, "host_key")
+            # an oar_node bed's key is where the role's configuration names it
+            key = os.path.join(host.directory, "oar_node_ssh_host_ed25519_key" if self.oar_node else "host_key")
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key])
             with open(key + ".pub") as pub:
                 keytype, blob = pub.read().split()[:2]
             known.append(f"[{host.name}]:{SSH_PORT},[{host.address}]:{SSH_PORT} {keytype} {blob}")
             with open(os.path.join(host.directory, "sshd_config"), "w") as out:
+                if self.oar_node:
+                    out.write(self._node_sshd_config(host))
+                    continue
                 out.write(
                     f"Port {SSH_PORT}\nListenAddress 0.0.0.0\nHostKey {key}\n"
                     f"PidFile {host.directory}/sshd.pid\n"
@@ -359,6 +422,66 @@ class Testbed:
                       f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
                       "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n"
                       "  KexAlgorithms curve25519-sha256\n  LogLevel ERROR\n")
+
+    # -- oar_node beds -------------------------------------------------------------------
+
+    def _render(self, template: str, host: Host) -> str:
+        import jinja2
+
+        environment = jinja2.Environment(loader=jinja2.FileSystemLoader(NODE_TEMPLATES),
+                                         undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        return environment.get_template(template).render(
+            oar_user=self.account, oar_group=self.account, oar_venv_dir=self.venv_dir,
+            oar_conf_dir=host.directory, oar_node_sshd_port=SSH_PORT)
+
+    def _node_role(self) -> None:
+        """The launchers, a default oar.conf per host and the sudo rules."""
+        self.venv_dir = tempfile.mkdtemp(prefix=self.prefix + "venv-", dir="/run")
+        os.chmod(self.venv_dir, 0o755)
+        bin_dir = os.path.join(self.venv_dir, "bin")
+        os.mkdir(bin_dir, 0o755)
+        python, path = users_python()
+        scripts = {"python3": f'PYTHONPATH={path} exec {python} "$@"\n'}
+        for name, module in NODE_SCRIPTS.items():
+            scripts[name] = (f"PYTHONPATH={path} exec {python} -c 'import sys; "
+                             f"from {module} import main; sys.argv[0] = \"{bin_dir}/{name}\"; "
+                             f"sys.exit(main())' \"$@\"\n")
+        for name, body in scripts.items():
+            with open(os.path.join(bin_dir, name), "w") as out:
+                out.write("#!/bin/sh\n" + body)
+            os.chmod(os.path.join(bin_dir, name), 0o755)
+        for host in self.hosts:
+            self.write_oar_conf(host.name)
+        rules = "".join(self._render("oar-node-sudoers.j2", host) for host in self.hosts)
+        candidate = os.path.join(self.directory, "sudoers")
+        with open(candidate, "w") as out:
+            out.write(rules)
+        run(["visudo", "-cqf", candidate])
+        self.sudoers_file = os.path.join("/etc/sudoers.d", self.prefix.rstrip("-"))
+        shutil.copyfile(candidate, self.sudoers_file + ".tmp")
+        os.chmod(self.sudoers_file + ".tmp", 0o440)
+        os.replace(self.sudoers_file + ".tmp", self.sudoers_file)
+
+    def write_oar_conf(self, name: str, **settings: str) -> str:
+        """Write host ``name``'s oar.conf: the node side's defaults in the bed (its own
+        runtime directory, ssh through the bed's client configuration), then ``settings``."""
+        host = self.host(name)
+        values = {"OAR_RUNTIME_DIRECTORY": os.path.join(host.directory, "runtime"),
+                  "OPENSSH_CMD": f"ssh -F {self.ssh_config}", "NODE_SSH_USER": self.account,
+                  "NODE_PYTHON": os.path.join(self.venv_dir, "bin", "python3"),
+                  "NODE_COMMAND_PREFIX": "sudo -n", **settings}
+        path = self.conf_path(name)
+        with open(path, "w") as out:
+            out.writelines(f'{key}="{value}"\n' for key, value in values.items())
+        os.chmod(path, 0o644)
+        return path
+
+    def _node_sshd_config(self, host: Host) -> str:
+        """The role's sshd configuration, after the bed's paths (sshd keeps the first value)."""
+        return (f"# the test bed's paths first\nListenAddress 0.0.0.0\n"
+                f"PidFile {host.directory}/sshd.pid\nAuthorizedKeysFile {self.directory}/authorized_keys\n"
+                "StrictModes no\nKexAlgorithms curve25519-sha256\n\n"
+                + self._render("oar-node-sshd_config.j2", host))
 
     def _start_sshd(self, host: Host) -> None:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
@@ -407,5 +530,11 @@ class Testbed:
             run(["ip", "link", "del", link], check=False)
         for netns in reversed(self.created_netns):
             run(["ip", "netns", "del", netns], check=False)
+        if self.sudoers_file:
+            for path in (self.sudoers_file, self.sudoers_file + ".tmp"):
+                if os.path.exists(path):
+                    os.unlink(path)
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+        if self.venv_dir:
+            shutil.rmtree(self.venv_dir, ignore_errors=True)

@@ -309,8 +309,8 @@ def wait_for_server(ctx: Context, listener, job_id: int, interactive: bool) -> i
     if answer.word == "ERROR":
         _flush(ctx)
         raise ConflictError(answer.detail or f"job {job_id} could not start")
-    shell = interactive_mod.JobShell(job_id, answer.detail or "localhost")
-    argv = interactive_mod.shell_command(ctx.config, shell, interactive=True)
+    shell = interactive_mod.JobShell(job_id, answer.detail or "localhost", ctx.user)
+    argv = interactive_mod.shell_command(ctx.config, shell, interactive=True, terminal=sys.stdin.isatty())
     ctx.close()  # a shell may last hours: hold no database connection meanwhile
     ctx.out(f"Connect to OAR job {job_id} via the node {shell.head_host}")
     _flush(ctx)
@@ -347,7 +347,7 @@ def connect(args, ctx: Context) -> int:
     caller = job_control.Caller.of(ctx)
     shell = interactive_mod.connectable_job(ctx.db, job_id, ctx.user,
                                             caller.admin or caller.acts_for_everybody)
-    argv = interactive_mod.shell_command(ctx.config, shell, interactive=False)
+    argv = interactive_mod.shell_command(ctx.config, shell, interactive=False, terminal=sys.stdin.isatty())
     ctx.close()
     ctx.out(f"Connect to OAR job {job_id} via the node {shell.head_host}")
     _flush(ctx)

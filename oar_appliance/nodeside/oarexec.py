@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import pwd
+import re
 import select
 import signal
 import sys
@@ -162,7 +163,7 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
     "user": (str,), "command": (str,), "launching_directory": (str,), "challenge": (str,),
     "runtime_dir": (str,), "name": (str,), "project": (str,), "queue": (str,), "host": (str,),
     "stdout_file": (str,), "stderr_file": (str,), "prologue": (str,), "epilogue": (str,),
-    "job_resource_manager": (str,), "cgroup_base": (str,),
+    "job_resource_manager": (str,), "cgroup_base": (str,), "job_key": (str,),
     "just_after_suspend_exec_file": (str,), "just_before_resume_exec_file": (str,),
     "suspend_resume_script_timeout": _NUMBER,
     "walltime": _NUMBER, "prologue_timeout": _NUMBER, "kill_grace": _NUMBER,
@@ -326,6 +327,8 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
     _write_file(files.env, "".join(f"{k}={v}\n" for k, v in oar_env.items()), Codes.TMP_DIR,
                 "environment file")
     _prepare_manager(job)
+    if data.get("job_key"):
+        _write_job_key(job)
     base = {name: environ[name] for name in PASSED_VARIABLES if environ.get(name)}
     base.setdefault("PATH", DEFAULT_PATH)
     base.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name, SHELL=job.shell)
@@ -349,6 +352,17 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
         err = _output_path(data.get("stderr_file"), "OAR.%jobid%.stderr", data)
         job.stdout_fd = _open_output(out, Codes.STDOUT_FILE, "stdout")
         job.stderr_fd = job.stdout_fd if err == out else _open_output(err, Codes.STDERR_FILE, "stderr")
+
+
+def _write_job_key(job: PreparedJob) -> None:
+    """``job_<jobid>.key.pub``: the node's sshd lets the holder of the job key into the job
+    (oarsh_login); ``jobctl clean`` removes it with the other files."""
+    words = job.data["job_key"].split()
+    if len(words) < 2 or not re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) \
+            or not re.match(r"^[A-Za-z0-9+/]+={0,3}$", words[1]):
+        raise SetupError(Codes.JOB_DATA, "the job data's job_key is not an ssh public key")
+    job.created.append(job.files.job_key)
+    _write_file(job.files.job_key, f"{words[0]} {words[1]}\n", Codes.TMP_DIR, "job key file")
 
 
 def _prepare_manager(job: PreparedJob) -> None:

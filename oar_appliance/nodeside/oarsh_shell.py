@@ -17,19 +17,29 @@ The shell lives as long as the job: when oarexec (``DIR/oarexec_<JOB_ID>.pid``) 
 the job was deleted or reached its walltime — the shell gets SIGHUP, then SIGKILL
 :data:`HANGUP_GRACE` seconds later, and no status is written (there is nobody to read it).
 
+``--user USER`` (run as root, by :mod:`oar_appliance.nodeside.oarsh_login` through the
+node's sudo rule, for oarsh connections and the shells of oarsub -I/-C on a site): the job
+must be USER's (``job_<JOB_ID>.manager``, written by oarexec as root), the runtime
+directory must be root's; this process joins the job's cgroup (so does everything it
+starts), and the shell, or ``--command CMD`` run by the user's shell, runs as USER with a
+clean login environment plus the job's variables.  This process stays root, so it can
+write the status into the root-owned runtime directory.
+
 Errors are one ``#ERROR:`` line and the exit code of their class
-(:mod:`oar_appliance.errors`): 2 usage, 6 no environment for the job here.
+(:mod:`oar_appliance.errors`): 2 usage, 6 no environment for the job here, 8 the job is
+not USER's or the runtime directory is not safe.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import signal
 import subprocess
 import sys
 
-from ..errors import NotFoundError, OarError, UsageError
+from ..errors import NotFoundError, OarError, PermissionDeniedError, UsageError
 from .terminal import exit_status, signals_passed_to
 
 #: status written when the shell cannot be started (oarexec's "user shell" code)
@@ -103,19 +113,25 @@ def shell_environment(base: dict[str, str], job_env: dict[str, str]) -> dict[str
     return environment
 
 
-def run_shell(shell: str, environment: dict[str, str], cwd: str | None,
-              job_alive=None) -> tuple[int, bool]:
-    """Run ``shell`` as a child; ``(exit status, whether the job ended under it)``.
+def run_shell(shell: str | list[str], environment: dict[str, str], cwd: str | None,
+              job_alive=None, account: pwd.struct_passwd | None = None) -> tuple[int, bool]:
+    """Run ``shell`` (a path, or an argv) as a child, as ``account`` when given;
+    ``(exit status, whether the job ended under it)``.
 
     The status is 128 + N when the shell was killed by signal N.  While it runs, this
     process ignores the terminal's SIGINT/SIGQUIT (they are the shell's) and passes
     SIGTERM and SIGHUP on to it.  ``job_alive()`` (when given) is asked every
     :data:`WATCH_PERIOD` seconds; once it says False the shell is hung up.
     """
+    argv = [shell] if isinstance(shell, str) else shell
+    identity = {}
+    if account is not None:
+        identity = dict(user=account.pw_uid, group=account.pw_gid,
+                        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid))
     try:
-        child = subprocess.Popen([shell], env=environment, cwd=cwd)
+        child = subprocess.Popen(argv, env=environment, cwd=cwd, **identity)
     except OSError as exc:
-        print(f"#ERROR: cannot start the shell {shell}: {exc.strerror}", file=sys.stderr)
+        print(f"#ERROR: cannot start the shell {argv[0]}: {exc.strerror}", file=sys.stderr)
         return SHELL_START_FAILED, False
 
     job_ended = False
@@ -145,7 +161,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-dir", required=True, help="where oarexec wrote job_<id>.env")
     parser.add_argument("--interactive", action="store_true",
                         help="the shell of an oarsub -I job: write its status for oarexec when it ends")
+    parser.add_argument("--user", help="(as root) enter the job's cgroup and run as USER, the job's owner")
+    parser.add_argument("--command", help="run COMMAND with the user's shell instead of a shell")
     return parser
+
+
+#: variables of the connection kept in the user's environment (root mode)
+KEPT_VARIABLES = ("TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def enter_job(runtime_dir: str, job_id: int, user: str) -> pwd.struct_passwd:
+    """(Root) check that the job is ``user``'s and move this process into its cgroup."""
+    from .cgroups import manager_from_files, read_manager_file
+    from .runtime import JobFiles, unsafe_runtime_dir
+
+    problem = unsafe_runtime_dir(runtime_dir)
+    if problem:
+        raise PermissionDeniedError(f"unsafe runtime directory: {problem}")
+    files = JobFiles(runtime_dir, job_id)
+    recorded = read_manager_file(files)
+    if recorded is None:
+        raise NotFoundError(f"job {job_id} is not running on this node")
+    if recorded.get("user") != user:
+        raise PermissionDeniedError(f"job {job_id} is not {user}'s")
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise NotFoundError(f"unknown user {user!r} on this node") from None
+    manager_from_files(files).attach(os.getpid())
+    return account
+
+
+def user_environment(account: pwd.struct_passwd, environ: dict[str, str]) -> dict[str, str]:
+    """A login's environment for ``account`` (not root's): what a shell started by sshd
+    would get, plus the connection's terminal and locale."""
+    environment = {name: environ[name] for name in KEPT_VARIABLES if environ.get(name)}
+    environment.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name,
+                       SHELL=account.pw_shell or "/bin/sh", PATH=DEFAULT_PATH)
+    return environment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,16 +219,23 @@ def main(argv=None, environ: dict[str, str] | None = None) -> int:
             if args.interactive:  # oarexec must not wait for a shell that never ran
                 write_status(args.runtime_dir, args.job_id, SHELL_START_FAILED)
             raise
-        shell = environ.get("SHELL") or DEFAULT_SHELL
+        account = None
+        if args.user is not None and os.geteuid() == 0:
+            account = enter_job(args.runtime_dir, args.job_id, args.user)
+            environ = user_environment(account, environ)
+        elif args.user is not None and pwd.getpwuid(os.getuid()).pw_name != args.user:
+            raise PermissionDeniedError(f"only root can enter a job of {args.user}")
+        shell = (account.pw_shell if account else environ.get("SHELL")) or DEFAULT_SHELL
         cwd = job_env.get("OAR_WORKDIR") or None
         if cwd is not None and not os.path.isdir(cwd):
             print(f"#WARNING: the job's directory {cwd} does not exist here: starting in the current one",
                   file=sys.stderr)
-            cwd = None
+            cwd = account.pw_dir if account else None
         watched = oarexec_pid(args.runtime_dir, args.job_id)
         job_alive = (lambda: process_alive(watched)) if watched and process_alive(watched) else None
-        status, job_ended = run_shell(shell, shell_environment(environ, job_env), cwd, job_alive)
-        if args.interactive and not job_ended:
+        argv = [shell, "-c", args.command] if args.command is not None else shell
+        status, job_ended = run_shell(argv, shell_environment(environ, job_env), cwd, job_alive, account)
+        if args.interactive and args.command is None and not job_ended:
             write_status(args.runtime_dir, args.job_id, status)
         return status
     except SystemExit as exc:  # --help

@@ -12,6 +12,7 @@ oarexec and jobctl agree on these names (``<runtime_dir>/...``):
 | ``job_<jobid>.signal`` | a signal name for the user signal (``oardel -s``) |
 | ``job_<jobid>.shell.status`` | the exit status of an interactive job's shell |
 | ``job_<jobid>.manager`` | the job resource manager oarexec chose (JSON: its cgroup, the suspend/resume scripts) |
+| ``job_<jobid>.key.pub`` | the job key (``oarsub -k``/``-i``): the node's sshd lets its holder into the job |
 | ``oarexec_<jobid>.log`` | oarexec's debug log (``OAREXEC_DEBUG_MODE``) |
 
 :class:`ProcessGroupJobProcesses` finds a job's processes by process group and session
@@ -82,13 +83,17 @@ class JobFiles:
         return self._path(f"job_{self.job_id}.manager")
 
     @property
+    def job_key(self) -> str:
+        return self._path(f"job_{self.job_id}.key.pub")
+
+    @property
     def debug_log(self) -> str:
         return self._path(f"oarexec_{self.job_id}.log")
 
     def job_files(self) -> list[str]:
         """Every file ``clean`` removes (the debug log stays, for the administrator)."""
         return [self.pid, self.pgid, self.env, self.nodefile, self.resources, self.signal,
-                self.shell_status, self.manager]
+                self.shell_status, self.manager, self.job_key]
 
 
 def unsafe_runtime_dir(path: str) -> str | None:

@@ -33,7 +33,7 @@ class ReportServer:
     """A zmq ROUTER standing in for oar-server: records reports, answers ``answer(msg)``."""
 
     def __init__(self, port: int | None = None,
-                 answer: Callable[[dict], dict] = lambda msg: {"ack": True}):
+                 answer: Callable[[dict], dict] = lambda msg: {"ack": True}, address: str = "127.0.0.1"):
         import zmq
 
         self.answer = answer
@@ -42,9 +42,9 @@ class ReportServer:
         self.sock = self.context.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         if port is None:
-            self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+            self.port = self.sock.bind_to_random_port(f"tcp://{address}")
         else:
-            self.sock.bind(f"tcp://127.0.0.1:{port}")
+            self.sock.bind(f"tcp://{address}:{port}")
             self.port = port
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -56,7 +56,9 @@ def user_side(argv: list[str], environ: Mapping[str, str], program: str) -> list
 def privileged_side(argv: list[str], environ: Mapping[str, str]) -> list[str]:
     """The OAR account's half: the caller from sudo, the job from the caller's cgroup (or
     session), then ssh with the OAR account's key to the node, naming the job."""
-    if len(argv) < 2 or not os.path.isabs(argv[0]) or argv[1] != "--":
+    # sudo matches the rule on the words joined by spaces: one word holding a space could
+    # pass for the pinned oar.conf followed by more
+    if len(argv) < 2 or not os.path.isabs(argv[0]) or argv[1] != "--" or any(c.isspace() for c in argv[0]):
         raise UsageError(f"usage: oarsh {PRIVILEGED} OAR_CONF -- [ssh options] HOST [COMMAND...]")
     config = load_config(argv[0], environ={})
     oar = str(config["NODE_SSH_USER"] or "")

@@ -357,8 +357,9 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
 def _write_job_key(job: PreparedJob) -> None:
     """``job_<jobid>.key.pub``: the node's sshd lets the holder of the job key into the job
     (oarsh_login); ``jobctl clean`` removes it with the other files."""
-    words = job.data["job_key"].split()
-    if len(words) < 2 or not re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) \
+    text = job.data["job_key"].strip()
+    words = text.split()
+    if len(words) < 2 or "\n" in text or "\r" in text or not re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) \
             or not re.match(r"^[A-Za-z0-9+/]+={0,3}$", words[1]):
         raise SetupError(Codes.JOB_DATA, "the job data's job_key is not an ssh public key")
     job.created.append(job.files.job_key)

@@ -124,7 +124,7 @@ def enter_argv(config, runtime_dir: str, entry: Entry, user: str) -> list[str]:
     argv = [*shlex.split(config["NODE_COMMAND_PREFIX"] or ""), *shlex.split(config["NODE_PYTHON"]),
             "-m", "oar_appliance.nodeside.oarsh_shell", "--runtime-dir", runtime_dir, "--user", user]
     if entry.command:
-        argv += ["--command", entry.command]
+        argv.append("--command=" + entry.command)  # one word even when it starts with "-"
     elif entry.mode == "interactive":
         argv.append("--interactive")
     return argv + [str(entry.job_id)]

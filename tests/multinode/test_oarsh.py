@@ -205,9 +205,12 @@ def test_job_key_reaches_the_job_and_is_gone_after_the_end(bed, jobs):
     lines = result.stdout.splitlines()
     assert lines[:3] == [USER, "node2", f"job={job}"]
     assert any(line.endswith(f":cpuset:{jobs.base}_node2/{USER}_{job}") for line in lines)
-    # the key is the job's only: a command sent for another job changes nothing, and -i works too
-    again = as_user(bed, "node3", OTHER, f"oarsh -i {key} node1 'echo $OAR_JOB_ID'")
-    assert (again.returncode, again.stdout) == (0, f"{job}\n"), again.stderr
+    # -i works too; the key is the job's only: naming another job and user changes nothing
+    again = as_user(bed, "node3", OTHER, f"oarsh -i {key} node1 'echo $OAR_JOB_ID; id -un'")
+    assert (again.returncode, again.stdout) == (0, f"{job}\n{USER}\n"), again.stderr
+    forged = as_user(bed, "node3", OTHER, f"ssh -F {bed.ssh_config} -i {key} -o IdentitiesOnly=yes "
+                                          f"-o 'SetEnv=OAR_JOB_ID=1 OAR_JOB_USER=root' node1 'echo $OAR_JOB_ID; id -un'")
+    assert (forged.returncode, forged.stdout) == (0, f"{job}\n{USER}\n"), forged.stderr
 
     jobs.clean("node2", job)
     assert not os.path.exists(os.path.join(jobs.runtime("node2"), f"job_{job}.key.pub"))

@@ -489,3 +489,22 @@ def test_kill_sends_term_once_then_kill(jobs, report_server):
     # the shell survived TERM (its trap), so KILL ended it after the grace time
     assert os.WIFSIGNALED(report["user_status"]) and os.WTERMSIG(report["user_status"]) == signal.SIGKILL
     assert (jobs.workdir / "terms").read_text() == "term\n"
+
+
+JOB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0mHf5vd1yn6XBkCqkMrhb8v3BFn2tOcWXCJ2yWkSxO oarsub-k"
+
+
+def test_job_key_is_written_for_the_nodes_sshd(jobs, report_server):
+    files = jobs.start(jobs.data("exit 0", job_key=JOB_KEY))
+    with open(files.job_key) as stream:
+        assert stream.read() == " ".join(JOB_KEY.split()[:2]) + "\n"  # the comment is not kept
+    assert os.stat(files.job_key).st_mode & 0o777 == 0o644  # sshd's key lister runs as oar
+    assert report_server.wait_report()["oarexec_code"] == 0
+    assert files.job_key in files.job_files()  # jobctl clean removes it with the others
+
+
+def test_a_job_key_that_is_not_a_key_is_code_30(jobs):
+    for bad in ("ssh-ed25519", "ssh-ed25519 AAAA\nssh-rsa BBBB", "command=\"x\" ssh-ed25519 AAAA"):
+        with pytest.raises(LaunchError) as failure:
+            jobs.start(jobs.data("exit 0", job_key=bad))
+        assert failure.value.oarexec_code == 30 and "job_key" in failure.value.stderr

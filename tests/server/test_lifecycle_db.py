@@ -110,3 +110,17 @@ def test_leon_errors_jobs_that_never_started(lab):
         assert leon.run(db, config, int(time.time())).errors == []      # done once
     finally:
         db.close()
+
+
+def test_job_data_carries_the_job_key(lab):
+    with_key, without = lab.oarsub("-k", "true"), lab.oarsub("true")
+    config, db = _setup(lab)
+    try:
+        orders = {order.job_id: order.data for order in launcher.build_job_data(db, config, [with_key, without])}
+        (public,) = db.execute_sql(
+            'SELECT "ssh_public_key" FROM "challenges" WHERE "job_id" = ' + connection.backend_for(db).placeholder,
+            (with_key,)).fetchone()
+        assert public.startswith("ssh-") and orders[with_key]["job_key"] == public
+        assert orders[without]["job_key"] is None
+    finally:
+        db.close()

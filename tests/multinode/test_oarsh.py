@@ -36,6 +36,8 @@ NOT_FOUND, PERMISSION = 6, 8
 def bed(testbed_factory):
     if cgroups.detect() is None:
         pytest.skip("no cgroup hierarchy with cpuset, memory and freezer on this machine")
+    if not (shutil.which("sudo") and shutil.which("visudo")):
+        pytest.skip("sudo is missing (apt-get install sudo): oarsh runs through the node role's sudo rules")
     node_bed = testbed_factory(3, oar_node=True)
     for name in (USER, OTHER):
         ensure_account(name)

@@ -6,7 +6,7 @@ Jobs are started the way the server starts them: oarexec through SshConnector on
 the job's hosts (one oarexec per host stands in for the per-node preparation), with a real
 cgroup (cpuset, memory, freezer) per host under a base of the test's own.  "Inside the job"
 is a process of the job's user put into the job's cgroup on its host, as oarexec does for
-the job's command, in the host's network namespace.
+the job's command, in the namespaces of the host's sshd.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -122,18 +123,16 @@ def user_env(bed, host: str, **extra) -> dict[str, str]:
 
 
 def as_user(bed, host: str, user: str, command: str, cgroups_to_join=(), **extra_env):
-    """Run ``command`` (sh -c) as ``user`` in ``host``'s network namespace, inside the
-    cgroups given (a process of a job) or outside any job."""
+    """Run ``command`` (sh -c) as ``user`` on ``host`` (the namespaces of its sshd: network,
+    mounts, hostname, cgroups), inside the cgroups given (a process of a job, as oarexec
+    puts the job's command there) or outside any job."""
     account = pwd.getpwnam(user)
-
-    def join():
-        for path in cgroups_to_join:
-            with open(os.path.join(path, "cgroup.procs"), "w") as stream:
-                stream.write(str(os.getpid()))
-
-    argv = ["nsenter", f"--net=/run/netns/{bed.host(host).netns}", "-S", str(account.pw_uid),
-            "-G", str(account.pw_gid), "--", "sh", "-c", command]
-    return subprocess.run(argv, preexec_fn=join, env=user_env(bed, host, **extra_env), cwd="/",
+    join = "".join(f"echo $$ > {shlex.quote(path)}/cgroup.procs && " for path in cgroups_to_join)
+    script = (join + f"exec setpriv --reuid={account.pw_uid} --regid={account.pw_gid} --clear-groups "
+              f"-- sh -c {shlex.quote(command)}")
+    argv = ["nsenter", "-t", str(bed.host(host).sshd_pid), "--net", "--mount", "--uts", "--cgroup",
+            "--", "sh", "-c", script]
+    return subprocess.run(argv, env=user_env(bed, host, **extra_env), cwd="/",
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 

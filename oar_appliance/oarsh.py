@@ -31,11 +31,10 @@ from typing import Any, Iterable, Mapping
 from .errors import NotFoundError, UsageError
 
 __all__ = [
-    "NODE_SSH_PORT", "OarshRequest", "parse_arguments", "job_from_cgroups",
+    "OarshRequest", "parse_arguments", "job_from_cgroups",
     "job_from_sessions", "ssh_base", "node_argv", "job_key_argv", "job_shell_argv",
 ]
 
-NODE_SSH_PORT = 6667
 #: ssh flags without a value that change nothing about where or as whom ssh connects
 SAFE_FLAGS = frozenset("46CnNqtTvx")
 #: ``-o`` settings allowed: name -> allowed values (None: a number)
@@ -187,33 +186,30 @@ def job_from_sessions(runtime_dir: str, user: str, pid: int) -> int | None:
 
 
 def ssh_base(config: Mapping[str, Any]) -> list[str]:
-    """OPENSSH_CMD (+ port 6667 unless it names one) + OARSH_OPENSSH_DEFAULT_OPTIONS."""
-    argv = shlex.split(str(config["OPENSSH_CMD"]))
-    if not any(word == "-p" or (word.startswith("-p") and word[2:].isdigit()) for word in argv[1:]):
-        argv += ["-p", str(NODE_SSH_PORT)]
-    return argv + shlex.split(str(config.get("OARSH_OPENSSH_DEFAULT_OPTIONS") or ""))
+    """The server's ssh to the nodes (OPENSSH_CMD, port 6667 unless it names one, batch
+    mode, ``-l NODE_SSH_USER``), then OARSH_OPENSSH_DEFAULT_OPTIONS."""
+    from .execution.ssh import SshConnector
 
-
-def _as_oar(config: Mapping[str, Any]) -> list[str]:
-    user = config.get("NODE_SSH_USER")
-    return ["-l", str(user)] if user else []
+    return [*SshConnector.from_config(config).ssh_argv,
+            *shlex.split(str(config.get("OARSH_OPENSSH_DEFAULT_OPTIONS") or ""))]
 
 
 def node_argv(config: Mapping[str, Any], request: OarshRequest, job_id: int, user: str,
               mode: str = "") -> list[str]:
     """The ssh of the privileged half: the OAR account's key, the job and its user sent to
     the node with SetEnv (the node's sshd accepts exactly these variables)."""
+    if not USER_RE.match(user):  # SetEnv splits on blanks
+        raise UsageError(f"oarsh: bad user name {user!r}")
     sent = f"OAR_JOB_ID={int(job_id)} OAR_JOB_USER={user}" + (f" OAR_SHELL_MODE={mode}" if mode else "")
-    return [*ssh_base(config), "-o", "BatchMode=yes", "-o", "SetEnv=" + sent,
-            *_as_oar(config), *request.options, "--", request.host, *request.command]
+    return [*ssh_base(config), "-o", "SetEnv=" + sent, *request.options, "--", request.host, *request.command]
 
 
 def job_key_argv(config: Mapping[str, Any], request: OarshRequest, key_file: str) -> list[str]:
     """The ssh of a job-key holder: as the OAR account, with the job key only."""
     if not os.access(key_file, os.R_OK):
         raise NotFoundError(f"oarsh: cannot read the job key {key_file}")
-    return [*ssh_base(config), "-i", key_file, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            *_as_oar(config), *request.options, "--", request.host, *request.command]
+    return [*ssh_base(config), "-i", key_file, "-o", "IdentitiesOnly=yes", *request.options, "--",
+            request.host, *request.command]
 
 
 def job_shell_argv(config: Mapping[str, Any], host: str, job_id: int, user: str,

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import pwd
-import re
 import select
 import signal
 import sys
@@ -25,7 +24,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from oar_appliance.nodeside.runtime import JobFiles, remove_files, unsafe_runtime_dir
+from oar_appliance.nodeside.runtime import JobFiles, parse_public_key, remove_files, unsafe_runtime_dir
 
 __all__ = ["READY_LINE", "Codes", "PreparedJob", "SetupError", "main", "prepare", "read_job_data"]
 
@@ -357,13 +356,11 @@ def _prepare_files(job: PreparedJob, environ: dict[str, str]) -> None:
 def _write_job_key(job: PreparedJob) -> None:
     """``job_<jobid>.key.pub``: the node's sshd lets the holder of the job key into the job
     (oarsh_login); ``jobctl clean`` removes it with the other files."""
-    text = job.data["job_key"].strip()
-    words = text.split()
-    if len(words) < 2 or "\n" in text or "\r" in text or not re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) \
-            or not re.match(r"^[A-Za-z0-9+/]+={0,3}$", words[1]):
+    key = parse_public_key(job.data["job_key"])
+    if key is None:
         raise SetupError(Codes.JOB_DATA, "the job data's job_key is not an ssh public key")
     job.created.append(job.files.job_key)
-    _write_file(job.files.job_key, f"{words[0]} {words[1]}\n", Codes.TMP_DIR, "job key file")
+    _write_file(job.files.job_key, f"{key[0]} {key[1]}\n", Codes.TMP_DIR, "job key file")
 
 
 def _prepare_manager(job: PreparedJob) -> None:

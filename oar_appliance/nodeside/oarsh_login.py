@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 
 from ..errors import NotFoundError, OarError, PermissionDeniedError, UsageError
-from .runtime import JobFiles
+from .runtime import JobFiles, parse_public_key
 
 __all__ = ["Entry", "authorized_keys", "decide", "job_keys", "main", "used_keys"]
 
@@ -55,15 +55,6 @@ class Entry:
     mode: str = ""
 
 
-def parse_key(line: str) -> tuple[str, str] | None:
-    """``(type, base64 blob)`` of a public key line, or None."""
-    words = line.split()
-    if len(words) >= 2 and re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) \
-            and re.match(r"^[A-Za-z0-9+/]+={0,3}$", words[1]):
-        return words[0], words[1]
-    return None
-
-
 def job_keys(runtime_dir: str) -> dict[tuple[str, str], int]:
     """The job keys of the jobs on this node: key -> job id."""
     keys: dict[tuple[str, str], int] = {}
@@ -77,7 +68,7 @@ def job_keys(runtime_dir: str) -> dict[tuple[str, str], int]:
             continue
         try:
             with open(os.path.join(runtime_dir, name), encoding="ascii") as stream:
-                key = parse_key(stream.readline())
+                key = parse_public_key(stream.readline())
         except (OSError, UnicodeDecodeError):
             continue
         if key:
@@ -96,7 +87,7 @@ def used_keys(auth_info: str) -> list[tuple[str, str]]:
     found = []
     for line in auth_info.splitlines():
         method, _, rest = line.partition(" ")
-        key = parse_key(rest) if method == "publickey" else None
+        key = parse_public_key(rest) if method == "publickey" else None
         if key:
             found.append(key)
     return found

@@ -31,6 +31,7 @@ import time
 
 __all__ = [
     "JobFiles",
+    "parse_public_key",
     "unsafe_runtime_dir",
     "ProcessGroupJobProcesses",
     "job_processes",
@@ -94,6 +95,19 @@ class JobFiles:
         """Every file ``clean`` removes (the debug log stays, for the administrator)."""
         return [self.pid, self.pgid, self.env, self.nodefile, self.resources, self.signal,
                 self.shell_status, self.manager, self.job_key]
+
+
+def parse_public_key(text: str) -> tuple[str, str] | None:
+    """``(type, base64 blob)`` of one ssh public key line (a comment may follow), or None
+    (also for several lines: a job key is written into sshd's authorized keys)."""
+    import re
+
+    words = text.strip().split()
+    if len(words) < 2 or "\n" in text.strip() or "\r" in text:
+        return None
+    if re.match(r"^(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+$", words[0]) and re.match(r"^[A-Za-z0-9+/]+={0,3}$", words[1]):
+        return words[0], words[1]
+    return None
 
 
 def unsafe_runtime_dir(path: str) -> str | None:

@@ -21,7 +21,7 @@ from oar_appliance.nodeside.oarsh_login import Entry
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0mHf5vd1yn6XBkCqkMrhb8v3BFn2tOcWXCJ2yWkSxO"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMXrYdh3dGcSZbzfYu6sbc0l0EvzDjlR3R5QX2jKe0Ja"
 CONFIG = {"OPENSSH_CMD": "ssh", "OARSH_OPENSSH_DEFAULT_OPTIONS": "-oProxyCommand=none -oPermitLocalCommand=no",
-          "NODE_SSH_USER": "oar"}
+          "NODE_SSH_USER": "oar", "NODE_PYTHON": "python3", "NODE_COMMAND_PREFIX": "sudo -n"}
 
 
 # ---------------------------------------------------------------- ssh options
@@ -101,8 +101,11 @@ def test_job_from_sessions_follows_the_ancestors(tmp_path):
 def test_node_argv_names_the_job_with_setenv():
     request = oarsh.parse_arguments(["-t", "node2", "hostname"])
     argv = oarsh.node_argv(CONFIG, request, 42, "alice")
-    assert argv == ["ssh", "-p", "6667", "-oProxyCommand=none", "-oPermitLocalCommand=no", "-o", "BatchMode=yes",
-                    "-o", "SetEnv=OAR_JOB_ID=42 OAR_JOB_USER=alice", "-l", "oar", "-t", "--", "node2", "hostname"]
+    assert argv == ["ssh", "-p", "6667", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-l", "oar",
+                    "-oProxyCommand=none", "-oPermitLocalCommand=no",
+                    "-o", "SetEnv=OAR_JOB_ID=42 OAR_JOB_USER=alice", "-t", "--", "node2", "hostname"]
+    with pytest.raises(UsageError, match="bad user name"):
+        oarsh.node_argv(CONFIG, request, 42, "alice OAR_JOB_ID=1")
     shell = oarsh.job_shell_argv(dict(CONFIG, OPENSSH_CMD="ssh -p 2222"), "node1", 5, "bob", True, True)
     assert shell[:2] == ["ssh", "-p"] and shell.count("-p") == 1
     assert "SetEnv=OAR_JOB_ID=5 OAR_JOB_USER=bob OAR_SHELL_MODE=interactive" in shell and "-t" in shell

@@ -327,3 +327,20 @@ def test_oarsub_interactive_shell_ends_its_job(bed, jobs, report, tmp_path, requ
         assert stream.read() == "3\n"
     wait_for(lambda: not os.path.exists(os.path.join(jobs.runtime("node1"), f"oarexec_{job}.pid")),
              what="oarexec's end")
+
+
+def test_oarsh_from_a_job_without_cgroups(bed, jobs):
+    """JOB_RESOURCE_MANAGER=none: the job is found from the session oarexec recorded for
+    it (job_<id>.pgid), which the job's command and its children are in."""
+    job = next(JOB_IDS)
+    out = os.path.join(jobs.workdir, "from-the-job")
+    command = (f"OARCONFFILE={bed.conf_path('node1')} {bed.venv_dir}/bin/oarsh node2 "
+               f"'id -un; hostname; echo job=$OAR_JOB_ID' > {out} 2>&1; echo rc=$? >> {out}; sleep 600")
+    jobs.start(job, USER, {"node2": []}, job_resource_manager="none")
+    jobs.start(job, USER, {"node1": []}, job_resource_manager="none", command=command)
+    wait_for(lambda: os.path.exists(out) and "rc=" in open(out).read(), timeout=TIMEOUT, what="oarsh's output")
+    with open(out) as stream:
+        assert stream.read().splitlines() == [USER, "node2", f"job={job}", "rc=0"]
+    # a process of the user outside the job's session is not in the job
+    outside = as_user(bed, "node1", USER, "oarsh node2 true")
+    assert outside.returncode == PERMISSION, outside.stderr

@@ -38,6 +38,9 @@ def scp_argv(argv: Sequence[str], program: str) -> list[str]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
     try:
         command = scp_argv(argv, os.path.abspath(sys.argv[0]))
         os.execvp(command[0], command)

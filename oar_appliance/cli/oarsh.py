@@ -81,6 +81,9 @@ def privileged_side(argv: list[str], environ: Mapping[str, str]) -> list[str]:
 def main(argv=None, environ: Mapping[str, str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
     try:
         if argv[:1] == [PRIVILEGED]:
             command = privileged_side(argv[1:], environ)

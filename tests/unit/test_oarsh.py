@@ -147,6 +147,9 @@ def test_oarsh_main_prints_one_error_line(tmp_path, capsys):
     conf.write_text("")
     assert oarsh_cli.main(["-p", "22", "node2"], {"OARCONFFILE": str(conf)}) == 2
     assert capsys.readouterr().err == "#ERROR: oarsh: the ssh option -p is not allowed\n"
+    assert oarsh_cli.main([], {"OARCONFFILE": str(conf)}) == 2
+    assert capsys.readouterr().err.startswith("#ERROR: oarsh: which host?")
+    assert oarsh_cli.main(["--help"], {}) == 0 and "oarsh [ssh options] HOST" in capsys.readouterr().out
 
 
 def test_oarcp_goes_through_oarsh_only():

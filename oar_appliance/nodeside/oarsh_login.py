@@ -122,7 +122,14 @@ def enter_argv(config, runtime_dir: str, entry: Entry, user: str) -> list[str]:
 
 
 def job_user(files: JobFiles) -> str | None:
-    """The job's user as oarexec recorded it on this node (its ``job_<id>.env``)."""
+    """The job's user as recorded on this node by root: ``job_<id>.manager`` (written by
+    oarexec on the head node and by the preparation of every node), else ``OAR_USER`` of
+    ``job_<id>.env``; None when the job has nothing here."""
+    from .cgroups import read_manager_file
+
+    recorded = read_manager_file(files)
+    if recorded is not None:
+        return recorded.get("user") if isinstance(recorded.get("user"), str) else None
     try:
         with open(files.env, encoding="utf-8") as stream:
             for line in stream:

@@ -19,8 +19,9 @@ the job was deleted or reached its walltime — the shell gets SIGHUP, then SIGK
 
 ``--user USER`` (run as root, by :mod:`oar_appliance.nodeside.oarsh_login` through the
 node's sudo rule, for oarsh connections and the shells of oarsub -I/-C on a site): the job
-must be USER's (``job_<JOB_ID>.manager``, written by oarexec as root), the runtime
-directory must be root's; this process joins the job's cgroup (so does everything it
+must be USER's (``job_<JOB_ID>.manager``, written as root by oarexec or by the node's
+preparation), the runtime directory must be root's; on a node without the env file (not
+the head node) the job's variables are ``OAR_JOB_ID``, ``OAR_JOBID`` and ``OAR_USER``; this process joins the job's cgroup (so does everything it
 starts), and the shell, or ``--command CMD`` run by the user's shell, runs as USER with a
 clean login environment plus the job's variables.  This process stays root, so it can
 write the status into the root-owned runtime directory.
@@ -213,18 +214,22 @@ def main(argv=None, environ: dict[str, str] | None = None) -> int:
     parser.__class__ = _Parser
     try:
         args = parser.parse_args(argv)
-        try:
-            job_env = read_job_env(args.runtime_dir, args.job_id)
-        except OarError:
-            if args.interactive:  # oarexec must not wait for a shell that never ran
-                write_status(args.runtime_dir, args.job_id, SHELL_START_FAILED)
-            raise
         account = None
         if args.user is not None and os.geteuid() == 0:
             account = enter_job(args.runtime_dir, args.job_id, args.user)
-            environ = user_environment(account, environ)
         elif args.user is not None and pwd.getpwuid(os.getuid()).pw_name != args.user:
             raise PermissionDeniedError(f"only root can enter a job of {args.user}")
+        try:
+            job_env = read_job_env(args.runtime_dir, args.job_id)
+        except NotFoundError:
+            if account is None or args.interactive:
+                if args.interactive:  # oarexec must not wait for a shell that never ran
+                    write_status(args.runtime_dir, args.job_id, SHELL_START_FAILED)
+                raise
+            # a node of the job other than its head: prepared, no oarexec, no env file
+            job_env = {"OAR_JOB_ID": str(args.job_id), "OAR_JOBID": str(args.job_id), "OAR_USER": args.user}
+        if account is not None:
+            environ = user_environment(account, environ)
         shell = (account.pw_shell if account else environ.get("SHELL")) or DEFAULT_SHELL
         cwd = job_env.get("OAR_WORKDIR") or None
         if cwd is not None and not os.path.isdir(cwd):

@@ -6,13 +6,15 @@ commands from stdin (no terminal).
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import subprocess
 import sys
 
 import pytest
 
-NOT_FOUND, USAGE, SHELL_START_FAILED = 6, 2, 7
+NOT_FOUND, USAGE, SHELL_START_FAILED, PERMISSION = 6, 2, 7, 8
 JOB = 42
 
 
@@ -143,3 +145,47 @@ def test_shell_lives_while_the_job_runs(runtime, tmp_path):
         oarexec.wait()
     assert (rc, out) == (4, "still\n")
     assert status_file(runtime).read_text() == "4\n"
+
+
+# ----------------------------------------------------------------------------- as root (--user)
+# How oarsh connections and site shells enter a job: oarsh_shell runs as root, checks the
+# job is the user's, joins its cgroup (here a process-group job: nothing to join; the
+# cgroup case is in tests/multinode/test_oarsh.py) and runs the shell or command as the user.
+
+
+def write_manager(runtime, user, job_id=JOB):
+    (runtime / f"job_{job_id}.manager").write_text(
+        json.dumps({"manager": {"kind": "process_group"}, "user": user}))
+
+
+def test_root_mode_runs_as_the_user_on_a_node_without_env_file(runtime, job_account):
+    write_manager(runtime, job_account)  # what the preparation of a node leaves there
+    rc, out, err = shell(runtime, "--user", job_account,
+                         '--command=id -un; echo "$OAR_JOB_ID $OAR_USER $HOME"; echo "$SHELL" | grep -c .')
+    home = pwd.getpwnam(job_account).pw_dir
+    assert (rc, out.splitlines()) == (0, [job_account, f"{JOB} {job_account} {home}", "1"]), err
+
+
+def test_root_mode_writes_the_status_in_a_root_owned_directory(runtime, job_account):
+    write_env(runtime, "/")
+    write_manager(runtime, job_account)
+    assert os.stat(runtime).st_uid == 0 and not os.stat(runtime).st_mode & 0o022
+    rc, out, err = shell(runtime, "--user", job_account, "--interactive", script="id -un; exit 4\n")
+    assert (rc, out) == (4, f"{job_account}\n"), err
+    assert status_file(runtime).read_text() == "4\n"
+    assert os.stat(status_file(runtime)).st_uid == 0
+
+
+def test_root_mode_refusals(runtime, job_account):
+    rc, _, err = shell(runtime, "--user", job_account, "--command=true")
+    assert (rc, err) == (NOT_FOUND, f"#ERROR: job {JOB} is not running on this node\n")
+    write_manager(runtime, "root")
+    rc, _, err = shell(runtime, "--user", job_account, "--command=true")
+    assert (rc, err) == (PERMISSION, f"#ERROR: job {JOB} is not {job_account}'s\n")
+    write_manager(runtime, job_account)
+    os.chmod(runtime, 0o777)
+    try:
+        rc, _, err = shell(runtime, "--user", job_account, "--command=true")
+    finally:
+        os.chmod(runtime, 0o755)
+    assert rc == PERMISSION and "is writable by others" in err

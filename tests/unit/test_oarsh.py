@@ -223,3 +223,8 @@ def test_login_program_runs_the_server_command_and_refuses_an_absent_job(tmp_pat
     other = subprocess.run(run, env=dict(env, OAR_JOB_ID="9", OAR_JOB_USER="alice"),
                            capture_output=True, text=True, timeout=30)
     assert (other.returncode, other.stderr) == (8, "#ERROR: oarsh: job 9 is not alice's\n")
+    # a node prepared for the job (no oarexec, no env file): its manager file names the user
+    (tmp_path / "job_10.manager").write_text('{"manager": {"kind": "process_group"}, "user": "carol"}')
+    prepared = subprocess.run(run, env=dict(env, OAR_JOB_ID="10", OAR_JOB_USER="alice"),
+                              capture_output=True, text=True, timeout=30)
+    assert (prepared.returncode, prepared.stderr) == (8, "#ERROR: oarsh: job 10 is not alice's\n")

@@ -291,6 +291,8 @@ class Testbed:
     names: list[str] | None = None
     #: paths that each host sees as a directory of its own (bind mounts)
     private_dirs: list[str] = field(default_factory=list)
+    #: bytes of memory each host's cgroup tree may use (None: the machine's)
+    memory_limit: int | None = None
     hosts: list[Host] = field(default_factory=list)
     hierarchies: list[Hierarchy] = field(default_factory=list)
     directory: str = ""
@@ -483,6 +485,9 @@ class Testbed:
                 for name in ("cpuset.cpus", "cpuset.mems"):
                     with open(os.path.join(parent, name)) as src, open(os.path.join(path, name), "w") as dst:
                         dst.write(src.read().strip() or "\n")
+            if "memory" in hierarchy.options.split(",") and self.memory_limit:
+                with open(os.path.join(path, "memory.limit_in_bytes"), "w") as out:
+                    out.write(str(int(self.memory_limit)))
 
     def _start_sshd(self, host: Host) -> None:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory

@@ -48,10 +48,15 @@ def testbed(testbed_factory):
         bed.close()
 
 
+#: each host's memory (its cgroup tree's limit): a job of one core of two gets half
+NODE_MEMORY = 512 * 1024 * 1024
+
+
 @pytest.fixture(scope="module")
 def site_bed(testbed_registry):
     """Three hosts for :class:`tests.multinode.site.Site`, each with its own runtime
-    directory (a path of ``private_dirs``), shared by the tests of a module."""
+    directory (a path of ``private_dirs``) and :data:`NODE_MEMORY` of memory, shared by
+    the tests of a module."""
     from tests.multinode.site import missing_sudo
 
     reason = missing_sudo()
@@ -61,7 +66,7 @@ def site_bed(testbed_registry):
     os.chmod(runtime, 0o755)
     bed = None
     try:
-        bed = Testbed(3, registry=testbed_registry, private_dirs=[runtime]).start()
+        bed = Testbed(3, registry=testbed_registry, private_dirs=[runtime], memory_limit=NODE_MEMORY).start()
         yield bed, runtime
     finally:
         if bed is not None:

@@ -1,16 +1,188 @@
-"""Jobs on a site of three test hosts run by a real oar-server through ssh, sudo and
-oarexec, in per-node cgroups (cgroup v1)."""
+"""Jobs on a site of three test hosts (tests/multinode/site.py): a real oar-server reaching
+them through ssh and sudo, oarexec on the head node, every node of a job prepared, frozen,
+thawed, killed and cleaned at once, in per-node cgroup v1 trees."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import pytest
 
+from oar_appliance.nodeside.cgroups import parse_cpu_list
+from tests.multinode.conftest import NODE_MEMORY
 from tests.multinode.site import WAIT, wait_for
+
+CONTROLLERS = ("cpuset", "memory", "freezer")
+
+
+def _read(path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _counter(path) -> int:
+    text = _read(path).split()
+    return int(text[-1]) if text and text[-1].isdigit() else -1
+
+
+def _job_pids(site, host: str, job_id: int) -> set[int]:
+    return {int(p) for p in _read(site.job_cgroup(host, "cpuset", job_id) / "cgroup.procs").split()}
+
+
+def _nothing_left(site, job_id: int) -> None:
+    """No cgroup of the job on any host, no process of the job's user, no job file."""
+    for host in site.bed.hosts:
+        for controller in CONTROLLERS:
+            assert not site.job_cgroup(host.name, controller, job_id).exists(), (host.name, controller)
+        private = site.bed.private_dir(host.name, site.runtime_dir)
+        assert not [n for n in os.listdir(private) if n.startswith(f"job_{job_id}.")], host.name
+    wait_for(lambda: not site.user_processes(), timeout=10, what="no process of the job's user")
+
+
+def _counting_job(site, request: str, *options: str) -> tuple[int, object, object]:
+    """A job counting in a file until a file ``go`` appears; (job id, counter, go)."""
+    counter, go = site.work / "counter", site.work / "go"
+    for path in (counter, go):
+        if path.exists():
+            path.unlink()
+    job_id = site.oarsub("-l", request, *options,
+                         f"i=0; while [ ! -e {go} ]; do i=$((i+1)); echo $i > {counter}; sleep 0.05; done")
+    site.wait_state(job_id, "Running")
+    wait_for(lambda: _counter(counter) > 2, what="the job to count")
+    return job_id, counter, go
 
 
 @pytest.mark.parametrize("site", ["sqlite", "postgresql"], indirect=True)
-def test_a_two_node_job_runs_over_ssh(site):
-    out = site.work / "out"
-    job_id = site.oarsub("-l", "nodes=2", f"sort -u $OAR_NODEFILE > {out}; id -un >> {out}")
-    assert site.wait_state(job_id, "Terminated", "Error", timeout=WAIT) == "Terminated", site.log_tail()
-    assert out.read_text().split() == ["node1", "node2", site.user]
+def test_a_two_node_job_runs_in_its_cpusets_and_leaves_nothing(site):
+    work, go = site.work, site.work / "go"
+    leftover = f"/tmp/oartest-leftover-{os.getpid()}"
+    script = (f"sort -u $OAR_NODEFILE > {work}/nodes; id -un > {work}/user; "
+              f"grep Cpus_allowed_list /proc/self/status > {work}/cpus; cat /proc/self/cgroup > {work}/cgroup; "
+              f"touch {leftover}; (setsid sleep 300 &); "
+              f"while [ ! -e {go} ]; do sleep 0.05; done")
+    job_id = site.oarsub("-l", "/nodes=2/core=1", script)
+    site.wait_state(job_id, "Running")
+    wait_for(lambda: _read(work / "cgroup"), what="the job's first lines")
+    try:
+        assert _read(work / "nodes").split() == ["node1", "node2"]
+        assert _read(work / "user") == site.user
+        assert parse_cpu_list(_read(work / "cpus").split()[-1]) == [0]  # one core of two
+        paths = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in _read(work / "cgroup").splitlines()}
+        name = f"/oar/{site.user}_{job_id}"
+        assert all(paths[c] == name for c in CONTROLLERS), paths  # the node's own tree
+        # the head node: the script's processes (the escaped sleep too) in the job's cgroup
+        head = _job_pids(site, "node1", job_id)
+        assert len(head) >= 2
+        for pid in head:
+            assert os.stat(f"/proc/{pid}").st_uid != 0
+        # both nodes have the cgroup with their cpus and memory (half the node: 1 core of 2)
+        for host in ("node1", "node2"):
+            assert _read(site.job_cgroup(host, "cpuset", job_id) / "cpuset.cpus") == "0"
+            assert int(_read(site.job_cgroup(host, "memory", job_id) / "memory.limit_in_bytes")) == NODE_MEMORY // 2
+            assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "THAWED"
+        assert not site.job_cgroup("node3", "cpuset", job_id).exists()
+        assert os.path.exists(leftover)
+    finally:
+        go.touch()
+    assert site.wait_state(job_id, "Terminated", "Error") == "Terminated", site.log_tail()
+    _nothing_left(site, job_id)
+    assert not os.path.exists(leftover)  # the user had no other job: /tmp cleaned
+
+
+def test_a_job_above_its_memory_share_is_killed_by_its_limit(site):
+    # a line without end: tail keeps all of it in memory (1 GiB), the job may use 256 MiB
+    job_id = site.oarsub("-l", "/nodes=1/core=1", "head -c 1073741824 /dev/zero | tr '\\\\0' a | tail -n 1 >/dev/null")
+    assert site.wait_state(job_id, "Terminated", "Error", timeout=WAIT) == "Terminated"
+    status = site.sql('SELECT "exit_code" FROM "jobs" WHERE "job_id" = ?', [job_id])[0][0]
+    assert status >> 8 == 128 + 9, status  # tail was killed (SIGKILL from the OOM killer)
+    _nothing_left(site, job_id)
+
+
+def test_hold_freezes_every_node_resume_thaws_and_oardel_kills_everywhere(site):
+    job_id, counter, go = _counting_job(site, "nodes=2")
+    try:
+        assert site.cmd("oarhold", "-r", str(job_id)).rc == 0
+        site.wait_state(job_id, "Suspended")
+        for host in ("node1", "node2"):
+            assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "FROZEN", host
+        stopped = _counter(counter)
+        time.sleep(0.5)
+        assert _counter(counter) == stopped  # the job's processes really stopped
+
+        assert site.cmd("oarresume", str(job_id)).rc == 0
+        site.wait_state(job_id, "Running")
+        for host in ("node1", "node2"):
+            assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "THAWED", host
+        wait_for(lambda: _counter(counter) > stopped + 2, what="the job to count again")
+
+        pids = _job_pids(site, "node1", job_id)
+        assert site.cmd("oardel", str(job_id)).rc == 0
+        assert site.wait_state(job_id, "Error") == "Error"
+    finally:
+        go.touch()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    _nothing_left(site, job_id)
+
+
+def test_walltime_expiry_kills_the_job_on_all_nodes(site):
+    job_id = site.oarsub("-l", "nodes=2,walltime=0:0:3", "sleep 300")
+    site.wait_state(job_id, "Running")
+    assert site.job_cgroup("node2", "cpuset", job_id).exists()
+    assert site.wait_state(job_id, "Error", timeout=WAIT) == "Error"
+    assert "WALLTIME" in site.events(job_id)
+    _nothing_left(site, job_id)
+
+
+def test_an_unreachable_node_becomes_suspected_and_comes_back(site):
+    job_id, _, go = _counting_job(site, "nodes=2", "-t", "idempotent")
+    try:
+        site.bed.stop_sshd("node2")
+        go.touch()
+        assert site.wait_state(job_id, "Error") == "Error", site.log_tail()
+        assert "CPUSET_CLEAN_ERROR" in site.events(job_id)
+        hosts = site.sql('SELECT h."hostname" FROM "event_log_hostnames" h JOIN "event_logs" e '
+                         'ON e."event_id" = h."event_id" WHERE e."job_id" = ? AND e."type" = ?',
+                         [job_id, "CPUSET_CLEAN_ERROR"])
+        assert hosts == [("node2",)]
+        assert site.node_states()["node2"] == {"Suspected"}
+        # idempotent: submitted again
+        again = site.sql('SELECT "job_id" FROM "jobs" WHERE "job_id" > ?', [job_id])
+        assert again, site.events(job_id)
+    finally:
+        site.bed.start_sshd("node2")
+    wait_for(lambda: site.node_states()["node2"] == {"Alive"}, what="finaud to bring node2 back")
+    # the resubmitted job finds 'go' and ends; the left cgroup of node2 is cleaned by hand
+    assert site.wait_state(again[0][0], "Terminated", "Error") == "Terminated"
+    assert site.jobctl("node2", "clean", job_id).returncode == 0
+    _nothing_left(site, job_id)
+
+
+def test_a_forged_end_report_is_refused_and_the_job_goes_on(site):
+    import zmq
+
+    job_id, counter, go = _counting_job(site, "nodes=1")
+    context = zmq.Context()
+    try:
+        sock = context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://{site.bed.gateway}:{site.port}")
+        sock.send(json.dumps({"kind": "oarexec_end", "job_id": job_id, "challenge": "forged",
+                              "oarexec_code": 0, "user_status": 0, "host": "node3"}).encode())
+        assert sock.poll(int(WAIT * 1000)), "no answer from the server"
+        answer = json.loads(sock.recv())
+        sock.close()
+        assert answer.get("ack") is False
+        assert "BIPBIP_CHALLENGE" in site.events(job_id)
+        assert f"end report of job {job_id} from node3 refused: bad challenge" in site.log.read_text()
+        seen = _counter(counter)
+        wait_for(lambda: _counter(counter) > seen + 2, what="the job to go on counting")
+        assert site.state(job_id) == "Running"
+    finally:
+        context.term()
+        go.touch()
+    assert site.wait_state(job_id, "Terminated", "Error") == "Terminated"
+    _nothing_left(site, job_id)

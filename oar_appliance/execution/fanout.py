@@ -16,10 +16,9 @@ import abc
 import logging
 import re
 import shlex
-import subprocess
 from typing import Any, Mapping, Sequence
 
-from oar_appliance.execution.base import Connector, RunResult
+from oar_appliance.execution.base import Connector, RunResult, run_command
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +81,11 @@ class ClusterShellFanOut(FanOut):
 
 
 class TaktukFanOut(FanOut):
-    """TakTuk (``TAKTUK_CMD``, e.g. ``taktuk -s``): one ``taktuk`` process reaching every
-    node with the connector's remote command (``-c``: the ssh of ``OPENSSH_CMD``) and
-    ``exec`` of the node-side command on each, the job data broadcast on its stdin.  Each
-    node's output, errors and status come back on TakTuk's tagged output lines."""
+    """TakTuk (``TAKTUK_CMD``: ``taktuk`` when it is installed on the nodes, ``taktuk -s``
+    to propagate itself): one ``taktuk`` process reaching every node with the connector's
+    ssh (``-c``) and ``exec`` of the node-side command on each, ``stdin`` broadcast to
+    them.  Each node's output, errors and exit status come back as tagged lines; a node
+    that never gave a status (unreachable) gets 255, as ssh would."""
 
     LINE = re.compile(r"^(?P<host>[^ ]+) (?P<stream>out|err|status) (?P<text>.*)$")
 
@@ -98,11 +98,8 @@ class TaktukFanOut(FanOut):
         hosts = sorted(set(hosts))
         if not hosts:
             return {}
-        # TakTuk gives each node's name as $host in the command's environment... of the
-        # remote side only; the node's name is the argument of the connection instead, so
-        # the node-side command reads it from TAKTUK_HOSTNAME
-        node_argv = [word if word != HOST else "$TAKTUK_HOSTNAME" for word in argv]
-        line = " ".join(shlex.quote(w) if w != "$TAKTUK_HOSTNAME" else '"$TAKTUK_HOSTNAME"' for w in node_argv)
+        # the node's name as TakTuk gave it to the connector, in the remote environment
+        line = " ".join('"$TAKTUK_HOSTNAME"' if word == HOST else shlex.quote(word) for word in argv)
         # TakTuk's connector: the connector's ssh, to which TakTuk adds the node's name
         command = [*self.taktuk, "-w", str(self.fanout), "-c", shlex.join([*self.connector.ssh_argv, "--"])]
         command += ["-o", 'output="$host out $line\\n"', "-o", 'error="$host err $line\\n"',
@@ -113,13 +110,9 @@ class TaktukFanOut(FanOut):
         command += ["broadcast", "exec", "[", line, "]"]
         if stdin is not None:
             command += [";", "broadcast", "input", "file", "[", "-", "]", ";", "broadcast", "input", "close"]
-        try:
-            done = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout,
-                                  start_new_session=True)
-        except subprocess.TimeoutExpired as exc:
-            return {h: RunResult(None, b"", (exc.stderr or b"")) for h in hosts}
-        except OSError as exc:
-            return {h: RunResult(127, b"", str(exc).encode()) for h in hosts}
+        done = run_command(command, stdin if stdin is not None else b"", timeout)
+        if done.rc is None or done.rc == 127:  # timed out (all killed) or not started
+            return {h: RunResult(done.rc, b"", done.stderr) for h in hosts}
         out: dict[str, list[str]] = {h: [] for h in hosts}
         err: dict[str, list[str]] = {h: [] for h in hosts}
         status: dict[str, int] = {}
@@ -128,12 +121,20 @@ class TaktukFanOut(FanOut):
             if not found or found["host"] not in out:
                 continue
             if found["stream"] == "status":
-                status[found["host"]] = int(found["text"]) >> 8 if found["text"].isdigit() else 255
+                status[found["host"]] = _exit_code(found["text"])
             else:
                 (out if found["stream"] == "out" else err)[found["host"]].append(found["text"])
         return {h: RunResult(status.get(h, 255), "\n".join(out[h]).encode(),
                              ("\n".join(err[h]) or done.stderr.decode(errors="replace")).encode())
                 for h in hosts}
+
+
+def _exit_code(text: str) -> int:
+    """An exit code from TakTuk's status (a wait status): 128 + N for signal N."""
+    if not text.isdigit():
+        return 255
+    status = int(text)
+    return status >> 8 if status & 0x7F == 0 else 128 + (status & 0x7F)
 
 
 def fanout_for(config: Mapping[str, Any], connector: Connector) -> FanOut:

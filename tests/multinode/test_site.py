@@ -186,3 +186,35 @@ def test_a_forged_end_report_is_refused_and_the_job_goes_on(site):
         go.touch()
     assert site.wait_state(job_id, "Terminated", "Error") == "Terminated"
     _nothing_left(site, job_id)
+
+
+def test_taktuk_as_the_fanout_prepares_and_cleans_three_nodes(site):
+    site.stop_server()
+    site.write_conf("TAKTUK_CMD=taktuk")
+    site.start_server()
+    job_id, _, go = _counting_job(site, "nodes=3")
+    try:
+        for host in ("node1", "node2", "node3"):
+            assert _read(site.job_cgroup(host, "cpuset", job_id) / "cpuset.cpus") == "0-1", host
+    finally:
+        go.touch()
+    assert site.wait_state(job_id, "Terminated", "Error") == "Terminated", site.log_tail()
+    _nothing_left(site, job_id)
+
+
+def test_a_cosystem_job_runs_on_the_cosystem_host_and_nothing_is_done_on_its_nodes(site):
+    site.stop_server()
+    site.write_conf("COSYSTEM_HOSTNAME=node3")
+    site.start_server()
+    go, where = site.work / "go", site.work / "where"
+    job_id = site.oarsub("-t", "cosystem", "-l", "nodes=1",
+                         f"hostname > {where}; while [ ! -e {go} ]; do sleep 0.05; done")
+    site.wait_state(job_id, "Running")
+    try:
+        wait_for(lambda: _read(where), what="the job's first line")
+        assert _read(where) == "node3"
+        assert not site.job_cgroup("node1", "cpuset", job_id).exists()  # its resource's host
+    finally:
+        go.touch()
+    assert site.wait_state(job_id, "Terminated", "Error") == "Terminated", site.log_tail()
+    _nothing_left(site, job_id)

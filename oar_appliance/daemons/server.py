@@ -187,6 +187,9 @@ class Server:
         """Open the socket (a second server stops there), recover from a previous run, start
         the pool and the timers."""
         self.pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="oar-task")
+        if not self.config.get("DETACH_JOB_FROM_SERVER", True):
+            log.warning("DETACH_JOB_FROM_SERVER=0 is not supported: jobs are detached from the server "
+                        "all the same (their end comes through SERVER_PORT)")
         # the port first: a second oar-server stops there, before touching any job
         if bind:
             import zmq

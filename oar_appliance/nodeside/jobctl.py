@@ -19,11 +19,12 @@ job's ``OAR_*`` environment, within ``SUSPEND_RESUME_SCRIPT_TIMEOUT`` seconds.  
 late script after a suspend is a warning (the job is suspended: exit 0); before a resume it
 is an error (exit 70) and the job stays suspended.
 
-Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for status, kill,
-checkpoint, signal) or the job's processes (suspend, resume of a job without a cgroup) not
-found on this node — ``kill`` then
-still kills what is left of the job's processes; 8 not allowed to signal them;
-70 internal error.  ``clean`` of a job with nothing left is a success.
+Exit codes: 0 done; 2 usage (unknown action or signal, bad job data for ``prepare``);
+6 oarexec (for status, kill, checkpoint, signal) or the job's processes (suspend, resume
+of a job without a cgroup) not found on this node — ``kill`` then still kills what is left
+of the job's processes; 7 (``prepare``) unknown user; 8 not allowed to signal them;
+70 internal error (``prepare``: the cgroup could not be set up).  ``clean`` of a job with
+nothing left is a success.
 
 The job's processes are found by :func:`oar_appliance.nodeside.runtime.job_processes`:
 the job's cgroup when oarexec made one (:mod:`oar_appliance.nodeside.cgroups`), else its

@@ -24,7 +24,7 @@ import stat
 import subprocess
 from typing import Any
 
-from oar_appliance.errors import NotFoundError, OarError, UsageError
+from oar_appliance.errors import OarError, UsageError
 from oar_appliance.nodeside import cgroups
 from oar_appliance.nodeside.runtime import JobFiles, unsafe_runtime_dir
 
@@ -44,6 +44,12 @@ class PrepareError(OarError):
     exit_code = 70
 
 
+class UnknownUserError(OarError):
+    """The job's user does not exist on this node (oarexec's code 7, USER_SHELL)."""
+
+    exit_code = 7
+
+
 def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobResourceManager:
     """Set this node (named ``host`` in the job data) up for the job described by
     ``data`` (``user``, ``cpusets`` = {host: [cpus]}, ``job_resource_manager``,
@@ -54,7 +60,7 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
     try:
         pwd.getpwnam(user)
     except KeyError:
-        raise NotFoundError(f"unknown user {user!r} on this node") from None
+        raise UnknownUserError(f"unknown user {user!r} on this node") from None
     cpusets = data.get("cpusets") or {}
     if not isinstance(cpusets, dict) or not all(isinstance(c, list) for c in cpusets.values()):
         raise UsageError("cpusets must map each host to a list of cpus")
@@ -183,9 +189,10 @@ def _ipc_ids(table: str, uid: int) -> list[int]:
     except (OSError, ValueError):
         return []
     names = header.split()
+    ident = next((n for n in names if n in ("shmid", "semid", "msqid")), None)
     found = []
     for line in lines:
         row = dict(zip(names, line.split()))
-        if row.get("uid") == str(uid) and row.get("id", "").isdigit():
-            found.append(int(row["id"]))
+        if ident and row.get("uid") == str(uid) and row.get(ident, "").isdigit():
+            found.append(int(row[ident]))
     return found

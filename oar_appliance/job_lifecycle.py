@@ -14,7 +14,8 @@ The end of a job has two steps, so that the fact is recorded at once and the slo
    (``PROLOGUE_ERROR``, ``WORKING_DIRECTORY``, ``OUTPUT_FILES``...).  A repeated report of a
    job already ``Finishing``, ``Terminated`` or ``Error`` changes nothing.
 2. :func:`complete_end` (any time later, also after a restart of the server): clean every
-   node of the job (``jobctl clean`` through the connector), run the server epilogue,
+   node of the job at once (``jobctl clean`` through the connector's fan-out; a node that
+   fails is Suspected with a ``CPUSET_CLEAN_ERROR`` event), run the server epilogue,
    then ``Terminated`` or ``Error`` with ``stop_time``.  The final state is derived from
    the database only (:func:`final_state`): ``Error`` when the job was killed (a
    ``frag_jobs`` row), has no exit status (never ran, exterminated) or has an event of
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ACTIVE_STATES", "RUNNING_STATES", "ENDED_STATES", "ERROR_EVENTS", "OAREXEC_EVENTS",
     "set_state", "add_events", "job_hosts", "EndReport", "record_end", "final_state",
-    "complete_end", "finishing_jobs", "jobctl", "jobctl_nodes", "execution_hosts", "oarexec_alive", "run_server_script",
-    "signal_name",
+    "complete_end", "finishing_jobs", "jobctl", "jobctl_nodes", "execution_hosts", "oarexec_alive",
+    "run_server_script", "resubmit_if_idempotent", "signal_name", "NODE_FAILURE_EVENTS",
 ]
 
 #: states in which a job holds resources

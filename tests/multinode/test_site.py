@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import subprocess
 import time
 
 import pytest
@@ -41,6 +43,22 @@ def _nothing_left(site, job_id: int) -> None:
         private = site.bed.private_dir(host.name, site.runtime_dir)
         assert not [n for n in os.listdir(private) if n.startswith(f"job_{job_id}.")], host.name
     wait_for(lambda: not site.user_processes(), timeout=10, what="no process of the job's user")
+
+
+def _counting_on(site, host: str, job_id: int, counter) -> subprocess.Popen:
+    """A process of the job's user counting in ``counter``, moved into the job's cgroups
+    on ``host`` (what oarsh will do; until then the test does it itself, as root)."""
+    account = pwd.getpwnam(site.user)
+    proc = subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                             "--clear-groups", "sh", "-c",
+                             f"read go; i=0; while :; do i=$((i+1)); echo $i > {counter}; sleep 0.05; done"],
+                            stdin=subprocess.PIPE, start_new_session=True)
+    for controller in CONTROLLERS:
+        (site.job_cgroup(host, controller, job_id) / "cgroup.procs").write_text(str(proc.pid))
+    proc.stdin.write(b"go\n")
+    proc.stdin.close()
+    wait_for(lambda: _counter(counter) > 2, what=f"the process on {host} to count")
+    return proc
 
 
 def _counting_job(site, request: str, *options: str) -> tuple[int, object, object]:
@@ -104,26 +122,34 @@ def test_a_job_above_its_memory_share_is_killed_by_its_limit(site):
 
 def test_hold_freezes_every_node_resume_thaws_and_oardel_kills_everywhere(site):
     job_id, counter, go = _counting_job(site, "nodes=2")
+    counter2 = site.work / "counter2"
+    other = _counting_on(site, "node2", job_id, counter2)
     try:
         assert site.cmd("oarhold", "-r", str(job_id)).rc == 0
         site.wait_state(job_id, "Suspended")
         for host in ("node1", "node2"):
             assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "FROZEN", host
-        stopped = _counter(counter)
+        stopped = (_counter(counter), _counter(counter2))
         time.sleep(0.5)
-        assert _counter(counter) == stopped  # the job's processes really stopped
+        assert (_counter(counter), _counter(counter2)) == stopped  # really stopped, on both nodes
 
         assert site.cmd("oarresume", str(job_id)).rc == 0
         site.wait_state(job_id, "Running")
         for host in ("node1", "node2"):
             assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "THAWED", host
-        wait_for(lambda: _counter(counter) > stopped + 2, what="the job to count again")
+        wait_for(lambda: _counter(counter) > stopped[0] + 2 and _counter(counter2) > stopped[1] + 2,
+                 what="both nodes to count again")
 
-        pids = _job_pids(site, "node1", job_id)
+        pids = _job_pids(site, "node1", job_id) | _job_pids(site, "node2", job_id)
+        assert other.pid in pids
         assert site.cmd("oardel", str(job_id)).rc == 0
         assert site.wait_state(job_id, "Error") == "Error"
+        assert other.wait(WAIT) in (-15, -9)  # killed on node2 too (TERM, KILL after the grace)
     finally:
         go.touch()
+        if other.poll() is None:
+            other.kill()
+            other.wait()
     assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
     _nothing_left(site, job_id)
 

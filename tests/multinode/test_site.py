@@ -121,6 +121,14 @@ def test_a_job_above_its_memory_share_is_killed_by_its_limit(site):
 
 
 def test_hold_freezes_every_node_resume_thaws_and_oardel_kills_everywhere(site):
+    log = site.top / "scripts.log"
+    for name, word in (("after.sh", "after"), ("before.sh", "before")):
+        (site.top / name).write_text(f"#!/bin/sh\necho {word} $1 $(hostname) >> {log}\n")
+        (site.top / name).chmod(0o755)
+    site.stop_server()
+    site.write_conf(f'JUST_AFTER_SUSPEND_EXEC_FILE="{site.top}/after.sh"',
+                    f'JUST_BEFORE_RESUME_EXEC_FILE="{site.top}/before.sh"', "SUSPEND_RESUME_SCRIPT_TIMEOUT=10")
+    site.start_server()
     job_id, counter, go = _counting_job(site, "nodes=2")
     counter2 = site.work / "counter2"
     other = _counting_on(site, "node2", job_id, counter2)
@@ -132,6 +140,7 @@ def test_hold_freezes_every_node_resume_thaws_and_oardel_kills_everywhere(site):
         stopped = (_counter(counter), _counter(counter2))
         time.sleep(0.5)
         assert (_counter(counter), _counter(counter2)) == stopped  # really stopped, on both nodes
+        assert sorted(_read(log).splitlines()) == [f"after {job_id} node1", f"after {job_id} node2"]
 
         assert site.cmd("oarresume", str(job_id)).rc == 0
         site.wait_state(job_id, "Running")
@@ -139,6 +148,8 @@ def test_hold_freezes_every_node_resume_thaws_and_oardel_kills_everywhere(site):
             assert _read(site.job_cgroup(host, "freezer", job_id) / "freezer.state") == "THAWED", host
         wait_for(lambda: _counter(counter) > stopped[0] + 2 and _counter(counter2) > stopped[1] + 2,
                  what="both nodes to count again")
+        assert sorted(_read(log).splitlines()) == [f"{word} {job_id} {host}" for word in ("after", "before")
+                                                   for host in ("node1", "node2")]
 
         pids = _job_pids(site, "node1", job_id) | _job_pids(site, "node2", job_id)
         assert other.pid in pids

@@ -255,3 +255,26 @@ def test_a_cosystem_job_runs_on_the_cosystem_host_and_nothing_is_done_on_its_nod
         go.touch()
     assert site.wait_state(job_id, "Terminated", "Error") == "Terminated", site.log_tail()
     _nothing_left(site, job_id)
+
+
+def test_a_node_that_cannot_be_prepared_is_suspected_and_the_job_fails(site):
+    # node2's runtime directory writable by others: jobctl prepare refuses it there
+    private = site.bed.private_dir("node2", site.runtime_dir)
+    os.chmod(private, 0o777)
+    try:
+        job_id = site.oarsub("-l", "nodes=3", "true")
+        assert site.wait_state(job_id, "Error") == "Error", site.log_tail()
+    finally:
+        os.chmod(private, 0o755)
+    assert "CPUSET_ERROR" in site.events(job_id)
+    hosts = site.sql('SELECT h."hostname" FROM "event_log_hostnames" h JOIN "event_logs" e '
+                     'ON e."event_id" = h."event_id" WHERE e."job_id" = ? AND e."type" = ?', [job_id, "CPUSET_ERROR"])
+    assert hosts == [("node2",)]
+    states = [r[0] for r in site.sql('SELECT "job_state" FROM "job_state_logs" WHERE "job_id" = ? '
+                                     'ORDER BY "job_state_log_id"', [job_id])]
+    assert states[-2:] == ["Launching", "Error"] and "Running" not in states
+    _nothing_left(site, job_id)  # node1 and node3, prepared, were cleaned
+    # suspected by the server as a node check: finaud brings node2 back once it answers
+    wait_for(lambda: site.node_states()["node2"] == {"Alive"}, what="finaud to bring node2 back")
+    assert site.sql('SELECT COUNT(*) FROM "resource_logs" r JOIN "resources" s ON s."resource_id" = r."resource_id" '
+                    'WHERE s."network_address" = ? AND r."value" = ?', ["node2", "Suspected"])[0][0] == 2

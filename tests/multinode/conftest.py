@@ -57,11 +57,12 @@ def site_bed(testbed_registry):
     """Three hosts for :class:`tests.multinode.site.Site`, each with its own runtime
     directory (a path of ``private_dirs``) and :data:`NODE_MEMORY` of memory, shared by
     the tests of a module."""
-    from tests.multinode.site import missing_sudo
+    from tests.multinode.site import missing_sudo, sweep_stale_sudoers
 
     reason = missing_sudo()
     if reason:
         pytest.skip(reason)
+    sweep_stale_sudoers()
     runtime = tempfile.mkdtemp(prefix=f"oartb{os.getpid()}-runtime-")
     os.chmod(runtime, 0o755)
     bed = None

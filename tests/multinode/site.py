@@ -41,6 +41,7 @@ from tests.testbed import Testbed
 JOB_ACCOUNT = "oarexectest"
 #: a bound for every wait
 WAIT = 30.0
+SUDOERS_DIR = "/etc/sudoers.d"
 CHECKOUT = str(Path(__file__).resolve().parents[2])
 #: runs a command's main() as another account (argv: module uid gid name args...)
 USER_COMMAND = """
@@ -78,6 +79,19 @@ def missing_sudo() -> str | None:
     if shutil.which("sudo") is None or shutil.which("visudo") is None:
         return "sudo is missing (apt-get install sudo; scripts/run-tests installs it)"
     return None
+
+
+def sweep_stale_sudoers() -> list[str]:
+    """Remove the sudoers rules left by a crashed run (``oartb<pid>_*`` of a dead pid)."""
+    from tests.testbed import pid_alive
+
+    removed = []
+    for name in os.listdir(SUDOERS_DIR):
+        found = re.match(r"^oartb(\d+)_\d+$", name)
+        if found and not pid_alive(int(found.group(1))):
+            os.unlink(os.path.join(SUDOERS_DIR, name))
+            removed.append(name)
+    return removed
 
 
 def free_port() -> int:
@@ -145,7 +159,7 @@ class Site:
         # oarexec takes no argument (its job data comes on stdin); jobctl takes an action
         commands = f"{self.node_python} -m {OAREXEC}, {self.node_python} -m {JOBCTL} *"
         rule = f"{self.bed.account} ALL=(root) NOPASSWD: {commands}\n"
-        path = f"/etc/sudoers.d/oartb{os.getpid()}_{abs(hash(str(self.top))) % 10**6}"
+        path = os.path.join(SUDOERS_DIR, f"oartb{os.getpid()}_{abs(hash(str(self.top))) % 10**6}")
         candidate = self.top / "sudoers"
         candidate.write_text(rule)
         checked = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True, timeout=30)

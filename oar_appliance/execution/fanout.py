@@ -74,7 +74,11 @@ class ClusterShellFanOut(FanOut):
         for host in hosts:
             out = bytes(worker.node_buffer(host) or b"")
             err = bytes(worker.node_error_buffer(host) or b"")
-            rc = None if host in timed_out else worker.node_retcode(host)
+            try:
+                rc = None if host in timed_out else worker.node_retcode(host)
+            except KeyError:  # never ran (the task was stopped): as a timeout
+                log.warning("no exit status from %s", host)
+                rc = None
             results[host] = RunResult(rc, out, err)
         task.abort()  # this thread's task is reused by its next fan-out: start it afresh
         return results

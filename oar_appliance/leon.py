@@ -271,33 +271,52 @@ def resuming_actions(db: peewee.Database, config: Mapping[str, Any]) -> list[Nod
     return _actions(db, config, [(job_id, "resume", user or "", (), None, False) for job_id, user in rows])
 
 
+#: exit codes of a node action that say the node itself failed (not answering in time, ssh)
+UNREACHABLE_CODES = (None, 255)
+
+
 def _on_all_nodes(connector: Any, config: Mapping[str, Any], action: NodeAction,
-                  timeout: float) -> tuple[bool, str]:
+                  timeout: float) -> tuple[bool, str, list[str]]:
     """``action`` on every node of the job at once: done when the head node did it and
     each other node did it or has no process of the job (exit code 6: no oarexec runs
-    there, and a job without a cgroup may have nothing there yet)."""
+    there, and a job without a cgroup may have nothing there yet).  Also returns the
+    nodes that did not answer.  A suspend that failed somewhere is undone where it was
+    done: a job is never left half frozen."""
     results = lifecycle.jobctl_nodes(connector, config, action.hosts, action.action, action.job_id,
                                      *action.args, timeout=timeout)
     failed = [(host, why) for host, (ok, code, why) in results.items()
               if not ok and (host == action.host or code != 6)]
-    return not failed, "; ".join(f"{host}: {why}" for host, why in failed)
+    if failed and action.action == "suspend":
+        frozen = [host for host, (ok, _, _) in results.items() if ok]
+        lifecycle.jobctl_nodes(connector, config, frozen, "resume", action.job_id, timeout=timeout)
+    unreachable = sorted(host for host, (ok, code, _) in results.items() if not ok and code in UNREACHABLE_CODES)
+    return not failed, "; ".join(f"{host}: {why}" for host, why in failed), unreachable
 
 
 def run_node_action(db: peewee.Database, config: Mapping[str, Any], connector: Any, action: NodeAction,
                     now_fn: Callable[[], int]) -> bool:
-    """Carry out one node action and record its outcome; True when the node did it."""
+    """Carry out one node action and record its outcome; True when the nodes did it.
+
+    A node of the job that did not answer (ssh failure, timeout) becomes Suspected, which
+    asks for the job's kill: the job ends instead of staying half suspended or half killed."""
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
     if action.resume_first:
         lifecycle.jobctl_nodes(connector, config, action.hosts, "resume", action.job_id, timeout=timeout)
+    unreachable: list[str] = []
     if action.action in ALL_NODES_ACTIONS and action.others:
-        ok, why = _on_all_nodes(connector, config, action, timeout)
+        ok, why, unreachable = _on_all_nodes(connector, config, action, timeout)
     else:
-        ok, _, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
-                                      *action.args, timeout=timeout)
+        ok, code, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
+                                         *action.args, timeout=timeout)
+        if not ok and code in UNREACHABLE_CODES and action.action in ALL_NODES_ACTIONS:
+            unreachable = [action.host]
     now = now_fn()
     if not ok:
         log.warning("%s of job %s on %s failed: %s", action.action, action.job_id, action.host, why)
     with db.atomic():
+        if unreachable:
+            resources.suspect_hosts(db, unreachable, now, f"{action.action} of job {action.job_id}: "
+                                                          f"{', '.join(unreachable)} did not answer")
         if action.action == "suspend" and ok:
             lifecycle.set_state(db, [action.job_id], "Suspended", now, from_states=("Running",),
                                 values={"suspended": "YES"})

@@ -278,3 +278,24 @@ def test_a_node_that_cannot_be_prepared_is_suspected_and_the_job_fails(site):
     wait_for(lambda: site.node_states()["node2"] == {"Alive"}, what="finaud to bring node2 back")
     assert site.sql('SELECT COUNT(*) FROM "resource_logs" r JOIN "resources" s ON s."resource_id" = r."resource_id" '
                     'WHERE s."network_address" = ? AND r."value" = ?', ["node2", "Suspected"])[0][0] == 2
+
+
+def test_a_hold_that_cannot_reach_a_node_suspects_it_and_ends_the_job(site):
+    job_id, counter, go = _counting_job(site, "nodes=2")
+    try:
+        site.bed.stop_sshd("node2")
+        assert site.cmd("oarhold", "-r", str(job_id)).rc == 0
+        assert site.wait_state(job_id, "Error") == "Error", site.log_tail()
+        events = site.events(job_id)
+        assert "HOLD_RUNNING_JOB_ERROR" in events and "FRAG_JOB_REQUEST" in events, events
+        assert site.sql('SELECT COUNT(*) FROM "resource_logs" r JOIN "resources" s ON s."resource_id" = '
+                        'r."resource_id" WHERE s."network_address" = ? AND r."value" = ?',
+                        ["node2", "Suspected"])[0][0] == 2
+        # never left frozen on node1 while node2 failed: the job was thawed, then killed
+        assert _read(site.job_cgroup("node1", "freezer", job_id) / "freezer.state") in ("", "THAWED")
+    finally:
+        go.touch()
+        site.bed.start_sshd("node2")
+    wait_for(lambda: site.node_states()["node2"] == {"Alive"}, what="finaud to bring node2 back")
+    assert site.jobctl("node2", "clean", job_id).returncode == 0
+    _nothing_left(site, job_id)

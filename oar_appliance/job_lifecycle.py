@@ -14,7 +14,8 @@ The end of a job has two steps, so that the fact is recorded at once and the slo
    (``PROLOGUE_ERROR``, ``WORKING_DIRECTORY``, ``OUTPUT_FILES``...).  A repeated report of a
    job already ``Finishing``, ``Terminated`` or ``Error`` changes nothing.
 2. :func:`complete_end` (any time later, also after a restart of the server): clean every
-   node of the job (``jobctl clean`` through the connector), run the server epilogue,
+   node of the job at once (``jobctl clean`` through the connector's fan-out; a node that
+   fails is Suspected with a ``CPUSET_CLEAN_ERROR`` event), run the server epilogue,
    then ``Terminated`` or ``Error`` with ``stop_time``.  The final state is derived from
    the database only (:func:`final_state`): ``Error`` when the job was killed (a
    ``frag_jobs`` row), has no exit status (never ran, exterminated) or has an event of
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ACTIVE_STATES", "RUNNING_STATES", "ENDED_STATES", "ERROR_EVENTS", "OAREXEC_EVENTS",
     "set_state", "add_events", "job_hosts", "EndReport", "record_end", "final_state",
-    "complete_end", "finishing_jobs", "jobctl", "oarexec_alive", "run_server_script",
-    "signal_name",
+    "complete_end", "finishing_jobs", "jobctl", "jobctl_nodes", "execution_hosts", "oarexec_alive",
+    "run_server_script", "resubmit_if_idempotent", "signal_name", "NODE_FAILURE_EVENTS",
 ]
 
 #: states in which a job holds resources
@@ -75,8 +76,10 @@ OAREXEC_EVENTS: dict[int, tuple[str | None, bool]] = {
 ERROR_EVENTS = tuple(sorted({e for e, failure in OAREXEC_EVENTS.values() if e and failure} | {
     "EXIT_VALUE_OAREXEC", "EXTERMINATE_JOB", "LAUNCHING_OAREXEC_TIMEOUT",
     "SERVER_PROLOGUE_TIMEOUT", "SERVER_PROLOGUE_EXIT_CODE_ERROR", "SERVER_PROLOGUE_ERROR",
-    "BIPBIP_BAD_JOBID", "RESERVATION_NO_NODE",
+    "BIPBIP_BAD_JOBID", "RESERVATION_NO_NODE", "CPUSET_ERROR", "CPUSET_CLEAN_ERROR",
 }))
+#: events saying a node of the job failed: an ``idempotent`` job is submitted again
+NODE_FAILURE_EVENTS = frozenset({"CPUSET_ERROR", "CPUSET_CLEAN_ERROR"})
 #: exit code of an idempotent job that asks to be submitted again
 RESUBMIT_EXIT_CODE = 99
 
@@ -189,6 +192,58 @@ def jobctl(connector: Any, config: Mapping[str, Any], host: str, action: str, jo
     err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else str(result.stderr)
     why = "timed out" if result.rc is None else f"exit code {result.rc}"
     return False, result.rc, f"{why}: {err.strip()[-200:]}"
+
+
+def jobctl_nodes(connector: Any, config: Mapping[str, Any], hosts: Sequence[str], action: str, job_id: int,
+                 *extra: str, stdin: bytes | None = None,
+                 timeout: float = 30.0) -> dict[str, tuple[bool, int | None, str]]:
+    """:func:`jobctl` on every one of ``hosts`` at once (the connector's fan-out; an
+    ``extra`` argument ``%h`` is each node's name); host -> ``(ok, exit code, why)``."""
+    hosts = sorted(set(hosts))
+    if not hosts:
+        return {}
+    runtime_dir = str(config["OAR_RUNTIME_DIRECTORY"])
+    try:
+        results = connector.jobctl_all(hosts, action, job_id, runtime_dir, *extra, stdin=stdin, timeout=timeout)
+    except Exception as exc:  # the fan-out failing is every node's failure
+        return {host: (False, None, f"{type(exc).__name__}: {exc}") for host in hosts}
+    outcome = {}
+    for host in hosts:
+        result = results.get(host)
+        if result is None:
+            outcome[host] = (False, None, "no answer")
+        elif result.rc == 0:
+            outcome[host] = (True, 0, "")
+        else:
+            err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else str(result.stderr)
+            why = "timed out" if result.rc is None else f"exit code {result.rc}"
+            outcome[host] = (False, result.rc, f"{why}: {err.strip()[-200:]}")
+    return outcome
+
+
+def execution_hosts(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Job id -> the hosts the server acts on: ``[head, *other nodes]``.  A ``deploy`` or
+    ``cosystem`` job has only ``[DEPLOY_HOSTNAME]`` / ``[COSYSTEM_HOSTNAME]``, where its
+    oarexec runs (nothing is done on its nodes)."""
+    hosts = job_hosts(db, job_ids)
+    special: dict[int, str] = {}
+    for chunk in _chunks(list(job_ids)):
+        where, params = bulk.ids_clause(db, "job_id", chunk)
+        for job_id, kind in db.execute_sql(f'SELECT "job_id", "type" FROM "job_types" WHERE {where} '
+                                           'AND "type_index" = \'CURRENT\'', params).fetchall():
+            name = kind.split("=", 1)[0]
+            if name == "deploy":
+                special[job_id] = config.get("DEPLOY_HOSTNAME") or ""
+            elif name == "cosystem" and special.get(job_id) is None:
+                special[job_id] = config.get("COSYSTEM_HOSTNAME") or ""
+    result = {}
+    for job_id in job_ids:
+        nodes = hosts.get(job_id, [])
+        if special.get(job_id):
+            result[job_id] = [special[job_id]]
+        elif nodes:
+            result[job_id] = nodes
+    return result
 
 
 def oarexec_alive(connector: Any, config: Mapping[str, Any], host: str, job_id: int) -> bool:
@@ -313,13 +368,14 @@ def complete_end(db: peewee.Database, config: Mapping[str, Any], connector: Any,
     row = db.execute_sql(f'SELECT "state" FROM "jobs" WHERE "job_id" = {ph}', [job_id]).fetchone()
     if row is None or row[0] != "Finishing":
         return None
-    hosts = job_hosts(db, [job_id]).get(job_id, [])
+    hosts = execution_hosts(db, config, [job_id]).get(job_id, [])
     events: list[tuple[int, str, str]] = []
     event_hosts: dict[int, list[str]] = {}
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
-    for host in hosts:
-        ok, _, why = jobctl(connector, config, host, "clean", job_id, timeout=timeout)
+    failed = []
+    for host, (ok, _, why) in jobctl_nodes(connector, config, hosts, "clean", job_id, timeout=timeout).items():
         if not ok:
+            failed.append(host)
             event_hosts[len(events)] = [host]
             events.append((job_id, "CPUSET_CLEAN_ERROR", f"cleaning job {job_id} on {host}: {why}"))
     failure = run_server_script(config.get("SERVER_EPILOGUE_EXEC_FILE"), job_id, timeout, env or {})
@@ -329,18 +385,23 @@ def complete_end(db: peewee.Database, config: Mapping[str, Any], connector: Any,
     now = now_fn()
     with db.atomic():
         add_events(db, events, now, hosts=event_hosts)
+        if failed:
+            from . import resources
+
+            resources.suspect_hosts(db, failed, now, f"job {job_id}: CPUSET_CLEAN_ERROR")
         state = final_state(db, job_id)
         if not set_state(db, [job_id], state, now, from_states=("Finishing",), values={"stop_time": now}):
             return None
         db.execute_sql(f'UPDATE "frag_jobs" SET "frag_state" = \'FRAGGED\' WHERE "frag_id_job" = {ph}', [job_id])
-        new_id = _resubmit_if_idempotent(db, config, job_id, now)
+        new_id = resubmit_if_idempotent(db, config, job_id, now)
     if new_id:
         log.info("job %s resubmitted as job %s", job_id, new_id)
     return state
 
 
-def _resubmit_if_idempotent(db: peewee.Database, config: Mapping[str, Any], job_id: int, now: int) -> int | None:
-    """Submit an ended idempotent job again when OAR says so; the new job id or None."""
+def resubmit_if_idempotent(db: peewee.Database, config: Mapping[str, Any], job_id: int, now: int) -> int | None:
+    """Submit an ended idempotent job again when OAR says so (also when a node of the job
+    failed: :data:`NODE_FAILURE_EVENTS`); the new job id or None."""
     ph = _ph(db)
     types = {r[0] for r in db.execute_sql(
         f'SELECT "type" FROM "job_types" WHERE "job_id" = {ph} AND "type_index" = \'CURRENT\'', [job_id])}
@@ -357,6 +418,8 @@ def _resubmit_if_idempotent(db: peewee.Database, config: Mapping[str, Any], job_
         reason = "besteffort job killed for a normal job"
     elif "CHECKPOINT" in kinds and user_code == 0:
         reason = "checkpointed and ended with exit code 0"
+    elif kinds & NODE_FAILURE_EVENTS:
+        reason = "a node of the job failed"
     if reason is None:
         return None
     from . import submission

@@ -8,18 +8,25 @@ Two steps, so that nothing is ever launched twice:
    whole batch.  A job that another pass (or a restarted server) already claimed is not
    returned: the state change is guarded by the job's current state.
 2. :func:`launch` (run by the server's pool of launch threads) runs the server prologue
-   (``SERVER_PROLOGUE_EXEC_FILE``), then ``connector.start_oarexec`` on the head node.
+   (``SERVER_PROLOGUE_EXEC_FILE``), prepares every node of the job at once (``jobctl
+   prepare`` through the connector's fan-out: the job's cgroup with that node's cpus),
+   then ``connector.start_oarexec`` on the head node.
    Success: ``Running`` with ``start_time``; failure: ``Error`` with an event
-   (``SERVER_PROLOGUE_*``, ``LAUNCHING_OAREXEC_TIMEOUT`` or ``EXIT_VALUE_OAREXEC``).
+   (``SERVER_PROLOGUE_*``, ``CPUSET_ERROR``, ``LAUNCHING_OAREXEC_TIMEOUT`` or
+   ``EXIT_VALUE_OAREXEC``).  Nodes that could not be prepared become ``Suspected`` (finaud
+   brings them back), the nodes already prepared are cleaned, and an ``idempotent`` job
+   is submitted again.
    An interactive ``oarsub`` waiting for its job is told ``STARTED <head host>`` or
    ``ERROR <reason>`` (:mod:`oar_appliance.submitter`).
 
 Job types: ``noop`` jobs start nothing (they are Running at once); ``deploy`` and
-``cosystem`` jobs run oarexec on ``DEPLOY_HOSTNAME`` / ``COSYSTEM_HOSTNAME``.
+``cosystem`` jobs run oarexec on ``DEPLOY_HOSTNAME`` / ``COSYSTEM_HOSTNAME`` and nothing is
+done on their nodes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,8 +35,10 @@ from typing import Any, Callable, Mapping, Sequence
 import peewee
 
 from . import job_lifecycle as lifecycle
+from . import resources
 from .db import bulk, resource_table
 from .db.connection import backend_for
+from .execution.fanout import HOST
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,10 @@ class LaunchOrder:
     interactive: bool = False
     noop: bool = False
     hosts: list[str] = field(default_factory=list)
+    #: the nodes to prepare and clean (none for deploy and cosystem jobs)
+    nodes: list[str] = field(default_factory=list)
+    #: what ``jobctl prepare`` reads on each node (``cpusets``: host -> its cpus)
+    node_setup: dict[str, Any] = field(default_factory=dict)
 
 
 def expand_output_path(template: str | None, job_id: int, name: str | None, directory: str,
@@ -103,10 +116,13 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
         job_types = types.get(job_id, [])
         hosts = sorted({r["network_address"] for r in rows})
         head = hosts[0] if hosts else ""
+        nodes = hosts
         if any(t == "deploy" or t.startswith("deploy=") for t in job_types):
             head = config.get("DEPLOY_HOSTNAME") or head
+            nodes = []
         elif any(t == "cosystem" or t.startswith("cosystem=") for t in job_types):
             head = config.get("COSYSTEM_HOSTNAME") or head
+            nodes = []
         # one node file line per distinct value of the DISTINCT field (a core), naming the
         # node by NODE_FILE_DB_FIELD
         seen: dict[Any, str] = {}
@@ -115,9 +131,13 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             if key not in seen:
                 seen[key] = str(r.get(node_field) if r.get(node_field) is not None else r["network_address"])
         node_file_lines = sorted(seen.values())
-        cpuset = sorted({int(r[cpuset_field]) for r in rows
-                         if r["network_address"] == head and r.get(cpuset_field) not in (None, "")
-                         and str(r.get(cpuset_field)).lstrip("-").isdigit()})
+        cpusets: dict[str, list[int]] = {}
+        for r in rows:
+            value = r.get(cpuset_field)
+            if value not in (None, "") and str(value).lstrip("-").isdigit():
+                cpusets.setdefault(r["network_address"], []).append(int(value))
+        cpusets = {host: sorted(set(cpus)) for host, cpus in cpusets.items()}
+        cpuset = cpusets.get(head, [])
         properties = [" , ".join(f"{c} = '{'' if r.get(c) is None else r.get(c)}'" for c in shown)
                       for r in rows]
         directory = job["launching_directory"] or "/"
@@ -154,8 +174,13 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "just_before_resume_exec_file": config.get("JUST_BEFORE_RESUME_EXEC_FILE") or None,
             "suspend_resume_script_timeout": int(config.get("SUSPEND_RESUME_SCRIPT_TIMEOUT", 60) or 60),
         }
+        node_setup = {key: data[key] for key in (
+            "user", "job_resource_manager", "cgroup_base", "just_after_suspend_exec_file",
+            "just_before_resume_exec_file", "suspend_resume_script_timeout")}
+        node_setup["cpusets"] = {host: cpusets.get(host, []) for host in nodes}
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
-                                  noop="noop" in job_types, hosts=hosts))
+                                  noop="noop" in job_types, hosts=hosts, nodes=nodes,
+                                  node_setup=node_setup))
     orders.sort(key=lambda o: o.job_id)
     return orders
 
@@ -183,6 +208,8 @@ def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order
     job_id = order.job_id
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
     failure: tuple[str, str] | None = None
+    bad_nodes: list[str] = []
+    prepared = False
     script = config.get("SERVER_PROLOGUE_EXEC_FILE")
     problem = lifecycle.run_server_script(script, job_id, timeout, env or {})
     if problem:
@@ -191,6 +218,9 @@ def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order
         if not order.head:
             failure = ("BIPBIP_BAD_JOBID", f"job {job_id} has no assigned resources")
         else:
+            failure, bad_nodes = _prepare_nodes(config, connector, order, timeout)
+            prepared = True
+        if failure is None:
             try:
                 connector.start_oarexec(order.head, order.data,
                                         float(config.get("OAREXEC_START_TIMEOUT", 30) or 30))
@@ -205,14 +235,36 @@ def launch(db: peewee.Database, config: Mapping[str, Any], connector: Any, order
             answer(order.info_type, "STARTED", order.head)
         return "Running" if moved else _state_of(db, job_id)
     log.warning("%s", failure[1])
+    if prepared:
+        # undo the set-up on the nodes that answered (the failed ones are Suspected)
+        lifecycle.jobctl_nodes(connector, config, [h for h in order.nodes if h not in bad_nodes],
+                               "clean", job_id, timeout=timeout)
     with db.atomic():
         lifecycle.add_events(db, [(job_id, failure[0], failure[1])], now,
-                             hosts={0: [order.head]} if order.head else None)
+                             hosts={0: bad_nodes or ([order.head] if order.head else [])})
+        if bad_nodes:
+            resources.suspect_hosts(db, bad_nodes, now, f"job {job_id}: {failure[0]}")
         moved = lifecycle.set_state(db, [job_id], "Error", now, from_states=("Launching",),
                                     values={"stop_time": now, "message": failure[1][:255]})
+        if moved:
+            lifecycle.resubmit_if_idempotent(db, config, job_id, now)
     if moved and answer is not None and order.info_type:
         answer(order.info_type, "ERROR", failure[1])
     return "Error" if moved else _state_of(db, job_id)
+
+
+def _prepare_nodes(config: Mapping[str, Any], connector: Any, order: LaunchOrder,
+                   timeout: float) -> tuple[tuple[str, str] | None, list[str]]:
+    """``jobctl prepare`` on every node of the job at once; ``(failure, bad nodes)``."""
+    if not order.nodes:
+        return None, []
+    results = lifecycle.jobctl_nodes(connector, config, order.nodes, "prepare", order.job_id, "--host", HOST,
+                                     stdin=json.dumps(order.node_setup).encode(), timeout=timeout)
+    bad = sorted(host for host, (ok, _, _) in results.items() if not ok)
+    if not bad:
+        return None, []
+    why = "; ".join(f"{host}: {results[host][2]}" for host in bad)
+    return ("CPUSET_ERROR", f"cannot set up job {order.job_id} on its nodes ({why})"), bad
 
 
 def _launch_event(exc: Exception) -> str:

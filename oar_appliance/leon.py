@@ -53,7 +53,8 @@ KILLABLE_STATES = ("Running", "Suspended", "Resuming")
 
 @dataclass
 class NodeAction:
-    """A jobctl action on a job's head node, and what to record once it is done."""
+    """A jobctl action on a job's head node (``host``; ``kill``, ``suspend`` and ``resume``
+    also on its other nodes, ``others``, all at once), and what to record once it is done."""
 
     job_id: int
     action: str                   # kill, suspend, resume, checkpoint, signal
@@ -63,6 +64,29 @@ class NodeAction:
     event_id: int | None = None
     #: kill of a suspended job: its processes are continued first, so that TERM reaches them
     resume_first: bool = False
+    others: tuple[str, ...] = ()
+
+    @property
+    def hosts(self) -> list[str]:
+        return [self.host, *self.others]
+
+
+#: actions done on every node of a job (checkpoint and signal go to oarexec only)
+ALL_NODES_ACTIONS = ("kill", "suspend", "resume")
+
+
+def _actions(db: peewee.Database, config: Mapping[str, Any],
+             wanted: Sequence[tuple[int, str, str, tuple[str, ...], int | None, bool]]) -> list[NodeAction]:
+    """NodeActions of ``(job id, action, user, args, event id, resume first)``, each on the
+    job's head node and, for :data:`ALL_NODES_ACTIONS`, its other nodes (one query)."""
+    hosts = lifecycle.execution_hosts(db, config, [w[0] for w in wanted]) if wanted else {}
+    actions = []
+    for job_id, action, user, args, event_id, resume_first in wanted:
+        found = hosts.get(job_id)
+        if found:
+            others = tuple(found[1:]) if action in ALL_NODES_ACTIONS else ()
+            actions.append(NodeAction(job_id, action, found[0], user or "", args, event_id, resume_first, others))
+    return actions
 
 
 @dataclass
@@ -169,12 +193,7 @@ def run(db: peewee.Database, config: Mapping[str, Any], now: int) -> LeonReport:
             suspects = _resources_of(db, moved)
             if suspects:
                 resources.request_state(db, suspects, "Suspected")
-    if to_arm:
-        heads = lifecycle.job_hosts(db, to_arm)
-        for job_id in to_arm:
-            for host in heads.get(job_id, [])[:1]:
-                report.actions.append(NodeAction(job_id, "kill", host, users[job_id],
-                                                 resume_first=job_id in suspended))
+    report.actions = _actions(db, config, [(j, "kill", users[j], (), None, j in suspended) for j in to_arm])
     return report
 
 
@@ -239,38 +258,65 @@ def node_change_state(db: peewee.Database, config: Mapping[str, Any], now: int) 
         pending = resources.apply_pending_states(db, now)
         report.resource_changes = pending["changed"]
         report.jobs_to_kill = pending["jobs_to_kill"]
-    wanted = [j for j, *_ in running_actions] + report.resuming
-    heads = lifecycle.job_hosts(db, wanted) if wanted else {}
-    for job_id, user, action, args, event_id in running_actions:
-        for host in heads.get(job_id, [])[:1]:
-            report.actions.append(NodeAction(job_id, action, host, user or "", args, event_id))
     users = dict(resume)
-    for job_id in report.resuming:
-        for host in heads.get(job_id, [])[:1]:
-            report.actions.append(NodeAction(job_id, "resume", host, users.get(job_id) or ""))
+    report.actions = _actions(db, config, [(j, action, user, args, event_id, False)
+                                           for j, user, action, args, event_id in running_actions]
+                              + [(j, "resume", users.get(j) or "", (), None, False) for j in report.resuming])
     return report
 
 
-def resuming_actions(db: peewee.Database) -> list[NodeAction]:
+def resuming_actions(db: peewee.Database, config: Mapping[str, Any]) -> list[NodeAction]:
     """Resume actions for the jobs left ``Resuming`` (after a restart of the server)."""
     rows = db.execute_sql('SELECT "job_id", "job_user" FROM "jobs" WHERE "state" = \'Resuming\'').fetchall()
-    heads = lifecycle.job_hosts(db, [r[0] for r in rows]) if rows else {}
-    return [NodeAction(job_id, "resume", heads[job_id][0], user or "")
-            for job_id, user in rows if heads.get(job_id)]
+    return _actions(db, config, [(job_id, "resume", user or "", (), None, False) for job_id, user in rows])
+
+
+#: exit codes of a node action that say the node itself failed (not answering in time, ssh)
+UNREACHABLE_CODES = (None, 255)
+
+
+def _on_all_nodes(connector: Any, config: Mapping[str, Any], action: NodeAction,
+                  timeout: float) -> tuple[bool, str, list[str]]:
+    """``action`` on every node of the job at once: done when the head node did it and
+    each other node did it or has no process of the job (exit code 6: no oarexec runs
+    there, and a job without a cgroup may have nothing there yet).  Also returns the
+    nodes that did not answer.  A suspend that failed somewhere is undone where it was
+    done: a job is never left half frozen."""
+    results = lifecycle.jobctl_nodes(connector, config, action.hosts, action.action, action.job_id,
+                                     *action.args, timeout=timeout)
+    failed = [(host, why) for host, (ok, code, why) in results.items()
+              if not ok and (host == action.host or code != 6)]
+    if failed and action.action == "suspend":
+        frozen = [host for host, (ok, _, _) in results.items() if ok]
+        lifecycle.jobctl_nodes(connector, config, frozen, "resume", action.job_id, timeout=timeout)
+    unreachable = sorted(host for host, (ok, code, _) in results.items() if not ok and code in UNREACHABLE_CODES)
+    return not failed, "; ".join(f"{host}: {why}" for host, why in failed), unreachable
 
 
 def run_node_action(db: peewee.Database, config: Mapping[str, Any], connector: Any, action: NodeAction,
                     now_fn: Callable[[], int]) -> bool:
-    """Carry out one node action and record its outcome; True when the node did it."""
+    """Carry out one node action and record its outcome; True when the nodes did it.
+
+    A node of the job that did not answer (ssh failure, timeout) becomes Suspected, which
+    asks for the job's kill: the job ends instead of staying half suspended or half killed."""
     timeout = float(config.get("SERVER_PROLOGUE_EPILOGUE_TIMEOUT", 60) or 60)
     if action.resume_first:
-        lifecycle.jobctl(connector, config, action.host, "resume", action.job_id, timeout=timeout)
-    ok, _, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
-                                  *action.args, timeout=timeout)
+        lifecycle.jobctl_nodes(connector, config, action.hosts, "resume", action.job_id, timeout=timeout)
+    unreachable: list[str] = []
+    if action.action in ALL_NODES_ACTIONS and action.others:
+        ok, why, unreachable = _on_all_nodes(connector, config, action, timeout)
+    else:
+        ok, code, why = lifecycle.jobctl(connector, config, action.host, action.action, action.job_id,
+                                         *action.args, timeout=timeout)
+        if not ok and code in UNREACHABLE_CODES and action.action in ALL_NODES_ACTIONS:
+            unreachable = [action.host]
     now = now_fn()
     if not ok:
         log.warning("%s of job %s on %s failed: %s", action.action, action.job_id, action.host, why)
     with db.atomic():
+        if unreachable:
+            resources.suspect_hosts(db, unreachable, now, f"{action.action} of job {action.job_id}: "
+                                                          f"{', '.join(unreachable)} did not answer")
         if action.action == "suspend" and ok:
             lifecycle.set_state(db, [action.job_id], "Suspended", now, from_states=("Running",),
                                 values={"suspended": "YES"})

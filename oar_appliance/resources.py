@@ -392,6 +392,14 @@ def set_states(db, ids: Sequence[int], state: str, now: int, finaud: bool = Fals
     return victims
 
 
+def suspect_hosts(db, hosts: Sequence[str], now: int, reason: str) -> list[int]:
+    """The Alive resources of ``hosts`` become Suspected at once, as a decision of the node
+    checks (``finaud_decision`` YES: finaud brings a host back when it answers again);
+    returns the jobs that got a kill request (:func:`set_states`)."""
+    ids = [r["resource_id"] for r in select(db, hosts=list(hosts)) if r["state"] == "Alive"]
+    return set_states(db, ids, "Suspected", now, finaud=True, reason=reason)
+
+
 def request_kill(db, job_ids: Sequence[int], now: int, reason: str) -> None:
     """Record kill requests for Leon (``frag_jobs`` and a FRAG_JOB_REQUEST event)."""
     if not job_ids:

@@ -7,9 +7,17 @@ Each host of a :class:`Testbed` is
   overlap any address or route of the machine (the root namespace gets ``.1``, so the test
   process itself reaches every host);
 * a dedicated ``sshd -D`` on port 6667, started with ``nsenter --net`` then
-  ``unshare --uts --mount``: its own hostname (the host's name) and a private mount
+  ``unshare --cgroup --uts --mount``: its own hostname (the host's name) and a private mount
   namespace in which the bed's hosts file is bind-mounted on ``/etc/hosts``, so the hosts
-  resolve each other by name while the machine's ``/etc/hosts`` is never modified.
+  resolve each other by name while the machine's ``/etc/hosts`` is never modified;
+* its own cgroup tree: before the ``unshare``, the starting shell enters a cgroup
+  ``oartb<pid>-<n>-<name>`` made under the test process's own cgroup of each cgroup v1
+  hierarchy, so that this cgroup is the root of the host's cgroup namespace; a fresh tmpfs
+  on ``/sys/fs/cgroup`` with each v1 hierarchy mounted again then shows the host only its
+  own tree, and every host can have ``/oar/<user>_<jobid>`` at the same time;
+* optionally private directories (``private_dirs``): a directory of the host bind-mounted
+  on each of these paths (e.g. a runtime directory: the hosts share the filesystem, as
+  nodes sharing an NFS ``/`` would, but a node's runtime files are its own).
   ``ip netns exec`` is avoided on purpose: it remounts ``/sys`` (cgroups would vanish).
   Processes logged in over ssh inherit these namespaces, so ``ssh ... hostname`` answers
   the host's name and ``ssh node2`` works from inside ``node1``.
@@ -30,7 +38,8 @@ by :meth:`Testbed.write_oar_conf`), ``oar_venv_dir`` a root-owned directory unde
 this checkout: ``python3``, ``oarsh``, ``oarcp``, ``oarsh_shell``.
 
 Teardown (:meth:`Testbed.close`) ends exactly the sshd processes the bed started (its own
-children, by pid), then deletes the links and namespaces it created; it runs even when the
+children, by pid), kills what is left in the hosts' cgroups (processes started through
+those sshd) and removes the cgroups, then deletes the links and namespaces it created; it runs even when the
 start or a test fails, and a session :class:`Registry` closes any bed left open.  Names left
 by a crashed run (``oartb<pid>-`` of a pid that no longer exists) are removed by
 :func:`sweep_stale`.
@@ -45,7 +54,9 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -134,6 +145,17 @@ def sweep_stale() -> list[str]:
         if match and not pid_alive(int(match.group(1))):
             run(["ip", "netns", "del", ns], check=False)
             removed.append(ns)
+    for hierarchy in cgroup_v1_hierarchies():
+        parent = os.path.join(hierarchy.mount, hierarchy.own.strip("/"))
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in sorted(names):
+            match = PREFIX_RE.match(name)
+            if match and not pid_alive(int(match.group(1))):
+                remove_cgroup_tree(os.path.join(parent, name))
+                removed.append(os.path.join(parent, name))
     # oar_node beds: their sudo rules and launchers
     for directory, remove in (("/etc/sudoers.d", os.unlink), ("/run", shutil.rmtree)):
         for name in sorted(os.listdir(directory)):
@@ -142,6 +164,75 @@ def sweep_stale() -> list[str]:
                 remove(os.path.join(directory, name))
                 removed.append(os.path.join(directory, name))
     return removed
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """A cgroup v1 hierarchy of the machine: its mount point, its mount options (the
+    controllers) and the test process's own cgroup in it."""
+
+    mount: str
+    options: str
+    own: str
+
+
+def cgroup_v1_hierarchies() -> list[Hierarchy]:
+    """The cgroup v1 hierarchies with controllers (named ones such as systemd's left out)."""
+    own: dict[frozenset, str] = {}
+    with open("/proc/self/cgroup") as stream:
+        for line in stream:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controllers:
+                own[frozenset(controllers.split(","))] = path
+    found = []
+    with open("/proc/self/mountinfo") as stream:
+        for line in stream:
+            left, _, right = line.partition(" - ")
+            fields, extra = left.split(), right.split()
+            if len(extra) < 3 or extra[0] != "cgroup":
+                continue
+            controllers = [o for o in extra[2].split(",") if o in own_controllers(own)]
+            if not controllers or any(o.startswith("name=") for o in extra[2].split(",")):
+                continue
+            path = own.get(frozenset(controllers), "/")
+            found.append(Hierarchy(fields[4], ",".join(controllers), path))
+    return found
+
+
+def own_controllers(own: dict[frozenset, str]) -> set[str]:
+    return {c for names in own for c in names}
+
+
+def remove_cgroup_tree(path: str, timeout: float = 5) -> None:
+    """Kill every task left in the cgroup ``path`` and below (thawed first), then remove
+    the directories, deepest first."""
+    for directory, subdirs, _ in sorted(os.walk(path), key=lambda entry: -entry[0].count("/")):
+        state = os.path.join(directory, "freezer.state")
+        if os.path.exists(state):
+            try:
+                with open(state, "w") as out:
+                    out.write("THAWED")
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as procs:
+                    pids = [int(p) for p in procs.read().split()]
+            except OSError:
+                pids = []
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
 
 
 def used_networks() -> list[ipaddress.IPv4Network]:
@@ -208,6 +299,8 @@ class Host:
     veth: str  # the root-namespace end of its link
     directory: str
     proc: subprocess.Popen | None = None
+    #: the host's own cgroup in each v1 hierarchy (the root of its cgroup namespace)
+    cgroups: list[str] = field(default_factory=list)
 
     @property
     def sshd_pid(self) -> int | None:
@@ -245,7 +338,12 @@ class Testbed:
     account: str = DEFAULT_ACCOUNT
     registry: Registry | None = None
     names: list[str] | None = None
+    #: paths that each host sees as a directory of its own (bind mounts)
+    private_dirs: list[str] = field(default_factory=list)
+    #: bytes of memory each host's cgroup tree may use (None: the machine's)
+    memory_limit: int | None = None
     hosts: list[Host] = field(default_factory=list)
+    hierarchies: list[Hierarchy] = field(default_factory=list)
     directory: str = ""
     bridge: str = ""
     subnet: ipaddress.IPv4Network | None = None
@@ -296,6 +394,18 @@ class Testbed:
     def host(self, name: str) -> Host:
         return next(host for host in self.hosts if host.name == name)
 
+    def private_dir(self, name: str, path: str) -> str:
+        """Where the root namespace sees host ``name``'s own ``path`` (of ``private_dirs``)."""
+        return os.path.join(self.host(name).directory, f"private{self.private_dirs.index(path)}")
+
+    def host_cgroup(self, name: str, controller: str) -> str:
+        """Host ``name``'s own cgroup of ``controller`` as the root namespace sees it (its
+        ``/sys/fs/cgroup/<controller>`` inside)."""
+        for hierarchy, path in zip(self.hierarchies, self.host(name).cgroups):
+            if controller in hierarchy.options.split(","):
+                return path
+        raise KeyError(controller)
+
     def ssh_argv(self, target: str, command: list[str] | str, *, config: bool = False) -> list[str]:
         """argv of an ssh from here to ``target`` (a host name, resolved by the bed, or an
         address) running ``command``."""
@@ -341,7 +451,9 @@ class Testbed:
             if self.oar_node:
                 self._node_role()
             self._files()
+            self.hierarchies = cgroup_v1_hierarchies()
             for host in self.hosts:
+                self._make_cgroups(host)
                 self._start_sshd(host)
             self._wait_ready(timeout)
         except BaseException:
@@ -373,6 +485,8 @@ class Testbed:
             directory = os.path.join(self.directory, name)
             os.mkdir(directory)
             os.chmod(directory, 0o755)
+            for number in range(len(self.private_dirs)):
+                os.mkdir(os.path.join(directory, f"private{number}"), 0o755)
             run(["ip", "netns", "add", netns])
             self.created_netns.append(netns)
             run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
@@ -423,6 +537,20 @@ class Testbed:
                       "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n"
                       "  KexAlgorithms curve25519-sha256\n  LogLevel ERROR\n")
 
+    def _make_cgroups(self, host: Host) -> None:
+        """The host's own cgroup in each v1 hierarchy, under the test process's cgroup."""
+        for hierarchy in self.hierarchies:
+            parent = os.path.join(hierarchy.mount, hierarchy.own.strip("/"))
+            path = os.path.join(parent, self.prefix + host.name)
+            os.makedirs(path, exist_ok=True)
+            host.cgroups.append(path)
+            if "cpuset" in hierarchy.options.split(","):  # an empty cpuset accepts no task
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(parent, name)) as src, open(os.path.join(path, name), "w") as dst:
+                        dst.write(src.read().strip() or "\n")
+            if "memory" in hierarchy.options.split(",") and self.memory_limit:
+                with open(os.path.join(path, "memory.limit_in_bytes"), "w") as out:
+                    out.write(str(int(self.memory_limit)))
     # -- oar_node beds -------------------------------------------------------------------
 
     def _render(self, template: str, host: Host) -> str:
@@ -485,18 +613,48 @@ class Testbed:
 
     def _start_sshd(self, host: Host) -> None:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
-        # nsenter and unshare exec (no fork), and so does the shell: the Popen pid is sshd's
-        script = 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"'
-        argv = ["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--uts", "--mount", "--",
-                "sh", "-c", script, host.name, self.hosts_file,
+        # the shell enters the host's cgroups, then unshare makes them the root of a new
+        # cgroup namespace; nsenter, unshare and the shells exec: the Popen pid is sshd's
+        enter = "".join(f"echo $$ > {shlex.quote(path)}/cgroup.procs && " for path in host.cgroups)
+        inner = ['hostname "$0"', 'mount --bind "$1" /etc/hosts',
+                 "mount -t tmpfs -o mode=755 oartb-cgroup /sys/fs/cgroup"]
+        for hierarchy in self.hierarchies:
+            point = shlex.quote(hierarchy.mount)
+            inner += [f"mkdir -p {point}", f"mount -t cgroup -o {hierarchy.options} cgroup {point}"]
+        for number, path in enumerate(self.private_dirs):
+            inner.append(f"mount --bind {shlex.quote(os.path.join(host.directory, f'private{number}'))} "
+                         f"{shlex.quote(path)}")
+        inner_script = " && ".join(inner) + ' && shift && exec "$@"'
+        script = (enter + "exec unshare --cgroup --uts --mount -- sh -c " + shlex.quote(inner_script)
+                  + ' "$0" "$@"')
+        argv = ["nsenter", f"--net=/run/netns/{host.netns}", "sh", "-c", script, host.name, self.hosts_file,
                 SSHD, "-D", "-e", "-f", os.path.join(host.directory, "sshd_config")]
-        with open(os.path.join(host.directory, "sshd.log"), "wb") as log:
+        with open(os.path.join(host.directory, "sshd.log"), "ab") as log:
             host.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=log, start_new_session=True)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def stop_sshd(self, name: str) -> None:
+        """Stop host ``name``'s sshd (a node becoming unreachable); its cgroups stay."""
+        host = self.host(name)
+        if host.proc is not None and host.proc.poll() is None:
+            host.proc.terminate()
+            try:
+                host.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                host.proc.kill()
+                host.proc.wait(5)
+
+    def start_sshd(self, name: str, timeout: float = 20) -> None:
+        """Start host ``name``'s sshd again after :meth:`stop_sshd` (same cgroups)."""
+        host = self.host(name)
+        if host.proc is not None and host.proc.poll() is None:
+            return
+        self._start_sshd(host)
+        self._wait_ready(timeout, [host])
+
+    def _wait_ready(self, timeout: float, hosts: list[Host] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        for host in self.hosts:
+        for host in hosts or self.hosts:
             while True:
                 try:
                     socket.create_connection((host.address, SSH_PORT), timeout=1).close()
@@ -525,6 +683,9 @@ class Testbed:
                 except subprocess.TimeoutExpired:
                     host.proc.kill()
                     host.proc.wait(5)
+        for host in self.hosts:
+            for path in host.cgroups:
+                remove_cgroup_tree(path)
         # veths first: a namespace whose link is still up may linger after `netns del`
         for link in reversed(self.created_links):
             run(["ip", "link", "del", link], check=False)

@@ -187,6 +187,9 @@ class Server:
         """Open the socket (a second server stops there), recover from a previous run, start
         the pool and the timers."""
         self.pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="oar-task")
+        if not self.config.get("DETACH_JOB_FROM_SERVER", True):
+            log.warning("DETACH_JOB_FROM_SERVER=0 is not supported: jobs are detached from the server "
+                        "all the same (their end comes through SERVER_PORT)")
         # the port first: a second oar-server stops there, before touching any job
         if bind:
             import zmq
@@ -239,7 +242,7 @@ class Server:
                         self._answer(order.info_type, "STARTED", order.head)
                     elif job_id in dead:
                         self._answer(order.info_type, "ERROR", "the job could not be launched")
-        for action in leon.resuming_actions(self.db):
+        for action in leon.resuming_actions(self.db, self.config):
             self._submit(("node", action.job_id, action.action), leon.run_node_action,
                          self.db, self.config, self.connector, action, self.now)
         self._answer_again(now, skip=answered)
@@ -381,9 +384,11 @@ class Server:
         try:
             message = json.loads(payload.decode())
             if not isinstance(message, dict) or message.get("kind") != "oarexec_end":
+                log.warning("message refused: not an end report")
                 return {"ack": False, "error": "unknown message"}
             report = lifecycle.EndReport.from_message(message)
         except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("message refused: %s", exc)
             return {"ack": False, "error": str(exc)}
         try:
             ack, error = lifecycle.record_end(self.db, report, self.now())
@@ -391,8 +396,12 @@ class Server:
             # no answer: the sender retries (an "ack": false would make it give up)
             log.error("end report of job %s not recorded: %s", report.job_id, exc)
             return None
+        if not ack:
+            # a forged or stray report: the job is left as it is
+            log.warning("end report of job %s from %s refused: %s", report.job_id, report.host or "?", error)
+            return {"ack": False, "error": error}
         self.need_round = True
-        return {"ack": True} if ack else {"ack": False, "error": error}
+        return {"ack": True}
 
     def _drain(self, timeout_ms: int) -> None:
         import zmq

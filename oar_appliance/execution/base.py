@@ -69,7 +69,12 @@ class RunResult:
 
 
 class Connector(abc.ABC):
-    """Reaches the nodes.  Implementations: LocalConnector, SshConnector."""
+    """Reaches the nodes.  Implementations: LocalConnector, SshConnector.
+
+    ``fanout`` (set by :func:`oar_appliance.execution.connector_for`; ClusterShell when
+    unset) runs a command on many nodes at once: :meth:`jobctl_all`."""
+
+    fanout: Any = None
 
     @abc.abstractmethod
     def node_command(self, host: str, module: str) -> list[str]:
@@ -85,6 +90,10 @@ class Connector(abc.ABC):
             timeout: float = 30.0) -> RunResult:
         """Run a node-side command (jobctl, node checks) on host."""
 
+    def remote_argv(self, host: str, argv: list[str]) -> list[str]:
+        """The local argv that runs the node-side ``argv`` on ``host`` (here: ``argv``)."""
+        return list(argv)
+
     def jobctl(self, host: str, action: str, job_id: int, runtime_dir: str,
                *extra: str, timeout: float = 30.0) -> RunResult:
         """Run ``jobctl action`` (kill, checkpoint, signal SIG, suspend, resume, clean) for
@@ -92,6 +101,17 @@ class Connector(abc.ABC):
         argv = self.node_command(host, JOBCTL_MODULE) + [
             action, *extra, "--job-id", str(int(job_id)), "--runtime-dir", runtime_dir]
         return self.run(host, argv, timeout=timeout)
+
+    def jobctl_all(self, hosts: list[str], action: str, job_id: int, runtime_dir: str, *extra: str,
+                   stdin: bytes | None = None, timeout: float = 30.0) -> dict[str, RunResult]:
+        """Run ``jobctl action`` for a job on every one of ``hosts`` at once (the fan-out;
+        an ``extra`` argument ``%h`` is each node's name); each host's RunResult."""
+        from oar_appliance.execution.fanout import ClusterShellFanOut
+
+        fanout = self.fanout or ClusterShellFanOut(self)
+        argv = self.node_command("", JOBCTL_MODULE) + [
+            action, *extra, "--job-id", str(int(job_id)), "--runtime-dir", runtime_dir]
+        return fanout.run(hosts, argv, stdin, timeout)
 
 
 def start_and_wait_ready(argv: list[str], host: str, job_data: dict[str, Any],

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from oar_appliance.execution.base import (
+    JOBCTL_MODULE,
     OAREXEC_MODULE,
     Connector,
     RunResult,
@@ -34,3 +35,16 @@ class LocalConnector(Connector):
     def run(self, host: str, argv: list[str], stdin: bytes | None = None,
             timeout: float = 30.0) -> RunResult:
         return run_command(argv, stdin, timeout)
+
+    def jobctl_all(self, hosts: list[str], action: str, job_id: int, runtime_dir: str, *extra: str,
+                   stdin: bytes | None = None, timeout: float = 30.0) -> dict[str, RunResult]:
+        """Every node is this host, with one runtime directory and one cgroup tree: the
+        action is done once (for the first host, the head node) and stands for all."""
+        if not hosts:
+            return {}
+        first = sorted(hosts)[0]
+        words = [first if word == "%h" else word for word in extra]
+        argv = self.node_command(first, JOBCTL_MODULE) + [
+            action, *words, "--job-id", str(int(job_id)), "--runtime-dir", runtime_dir]
+        result = run_command(argv, stdin, timeout)
+        return {host: result for host in hosts}

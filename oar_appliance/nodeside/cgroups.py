@@ -107,12 +107,25 @@ def cpu_list(cpus: list[int]) -> str:
 
 
 def node_memory() -> int:
-    """The node's memory in bytes (``MemTotal`` of /proc/meminfo)."""
+    """The node's memory in bytes: ``MemTotal`` of /proc/meminfo, or less when the root of
+    the node's memory cgroup tree has a lower limit (a node that is itself a container or
+    a cgroup namespace with a limit: its jobs share that limit, not the machine's)."""
+    total = None
     with open("/proc/meminfo", encoding="ascii") as stream:
         for line in stream:
             if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    raise CgroupError("no MemTotal in /proc/meminfo")
+                total = int(line.split()[1]) * 1024
+                break
+    if total is None:
+        raise CgroupError("no MemTotal in /proc/meminfo")
+    found = detect()
+    if found and found[0] == "v1" and "memory" in found[1]:
+        try:
+            limit = int(_read(os.path.join(found[1]["memory"], "memory.limit_in_bytes")))
+        except (OSError, ValueError):
+            limit = total
+        total = min(total, limit)
+    return total
 
 
 def node_cpus() -> list[int]:

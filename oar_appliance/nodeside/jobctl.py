@@ -9,7 +9,8 @@
 | ``checkpoint`` | SIGUSR2 to oarexec, which sends the job its checkpoint signal |
 | ``signal SIG`` | writes SIG in ``job_<jobid>.signal`` and sends SIGURG to oarexec |
 | ``suspend`` / ``resume`` | freeze / thaw the job's cgroup (SIGSTOP / SIGCONT to its processes without one; never to oarexec) |
-| ``clean`` | KILL whatever is left of the job (oarexec included), remove its cgroup and runtime files |
+| ``clean`` | KILL whatever is left of the job (oarexec included), remove its cgroup and runtime files, and the user's leftovers when the user has no other job on the node |
+| ``prepare`` | set the node up for the job (its cgroup, ``job_<jobid>.manager``) from the job data on stdin; ``--host`` names this node |
 
 ``suspend`` then runs ``JUST_AFTER_SUSPEND_EXEC_FILE`` and ``resume`` first runs
 ``JUST_BEFORE_RESUME_EXEC_FILE`` when the job data named them (oarexec keeps them in
@@ -18,10 +19,12 @@ job's ``OAR_*`` environment, within ``SUSPEND_RESUME_SCRIPT_TIMEOUT`` seconds.  
 late script after a suspend is a warning (the job is suspended: exit 0); before a resume it
 is an error (exit 70) and the job stays suspended.
 
-Exit codes: 0 done; 2 usage (unknown action or signal); 6 oarexec (for status, kill,
-checkpoint, signal) or the job's processes (suspend, resume) not found on this node — ``kill`` then
-still kills what is left of the job's processes; 8 not allowed to signal them;
-70 internal error.  ``clean`` of a job with nothing left is a success.
+Exit codes: 0 done; 2 usage (unknown action or signal, bad job data for ``prepare``);
+6 oarexec (for status, kill, checkpoint, signal) or the job's processes (suspend, resume
+of a job without a cgroup) not found on this node — ``kill`` then still kills what is left
+of the job's processes; 7 (``prepare``) unknown user; 8 not allowed to signal them;
+70 internal error (``prepare``: the cgroup could not be set up).  ``clean`` of a job with
+nothing left is a success.
 
 The job's processes are found by :func:`oar_appliance.nodeside.runtime.job_processes`:
 the job's cgroup when oarexec made one (:mod:`oar_appliance.nodeside.cgroups`), else its
@@ -34,24 +37,24 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 from oar_appliance.errors import NotFoundError, OarError, PermissionDeniedError, UsageError
-from oar_appliance.nodeside import cgroups
+from oar_appliance.nodeside import cgroups, node_setup
 from oar_appliance.nodeside.runtime import (
     JobFiles,
     job_processes,
     pid_alive,
     read_pid,
-    remove_files,
     signal_number,
     unsafe_runtime_dir,
 )
 
 __all__ = ["act", "main"]
 
-ACTIONS = ("status", "kill", "checkpoint", "signal", "suspend", "resume", "clean")
+ACTIONS = ("status", "kill", "checkpoint", "signal", "suspend", "resume", "clean", "prepare")
 
 
 def _oarexec_pid(files: JobFiles) -> int | None:
@@ -109,15 +112,20 @@ def _run_script(files: JobFiles, key: str) -> None:
 
 
 def act(action: str, files: JobFiles, signal_name: str | None = None, grace: float = 2.0,
-        cgroup_base: str = cgroups.DEFAULT_BASE) -> None:
+        cgroup_base: str = cgroups.DEFAULT_BASE, host: str = "") -> None:
     """Do ``action`` for the job; OarError when it cannot be done."""
     if action not in ACTIONS:
         raise UsageError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+    if action == "prepare":
+        node_setup.prepare(files, node_setup.read_job_data(sys.stdin), host or socket.gethostname())
+        return
     if not os.path.isdir(files.runtime_dir):
         if action == "clean":
             # a node of the job without its runtime files: its cgroup may still be here
+            user = node_setup.job_user(files, cgroup_base)
             if not cgroups.manager_from_files(files, base=cgroup_base).clean():
                 raise PermissionDeniedError(f"some processes of job {files.job_id} could not be killed")
+            node_setup.remove_leftovers(files, user)
             return
         raise NotFoundError(f"no oarexec running for job {files.job_id} on this node"
                             f" ({files.runtime_dir} does not exist)")
@@ -153,7 +161,9 @@ def act(action: str, files: JobFiles, signal_name: str | None = None, grace: flo
     elif action in ("suspend", "resume"):
         exclude = {pid} if (pid := read_pid(files.pid)) else set()
         processes = job_processes(files, exclude)
-        if not processes.pids():
+        # a job's cgroup is frozen even while empty (a node where no process of the job
+        # runs yet): whatever enters it later is frozen too
+        if not processes.pids() and isinstance(processes, cgroups.ProcessGroupManager):
             raise NotFoundError(f"no process of job {files.job_id} on this node")
         try:
             if action == "suspend":
@@ -169,6 +179,7 @@ def act(action: str, files: JobFiles, signal_name: str | None = None, grace: flo
             except ScriptError as exc:  # the job is suspended all the same
                 print(f"#WARNING: {exc.message}", file=sys.stderr)
     elif action == "clean":
+        user = node_setup.job_user(files, cgroup_base)
         oarexec = _oarexec_pid(files)
         if oarexec is not None:
             try:
@@ -184,7 +195,7 @@ def act(action: str, files: JobFiles, signal_name: str | None = None, grace: flo
         # a job without a cgroup may also have processes left in its session
         if not cgroups.ProcessGroupManager(files).clean():
             raise PermissionDeniedError(f"some processes of job {files.job_id} could not be killed")
-        remove_files(files.job_files())
+        node_setup.remove_leftovers(files, user)
     else:
         raise UsageError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
 
@@ -200,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="kill without oarexec: seconds between TERM and KILL")
     parser.add_argument("--cgroup-base", default=cgroups.DEFAULT_BASE,
                         help="clean without runtime files: where the jobs' cgroups are (default /oar)")
+    parser.add_argument("--host", default="",
+                        help="for 'prepare': this node's name in the job data (default: the hostname)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         act(args.action, JobFiles(args.runtime_dir, args.job_id), args.signal_name, args.grace,
-            args.cgroup_base)
+            args.cgroup_base, args.host)
         return 0
     except OarError as exc:
         print(f"#ERROR: {exc.message}", file=sys.stderr)

@@ -111,3 +111,31 @@ def test_sweep_removes_what_a_dead_run_left(testbed_registry):
     finally:
         subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
+
+
+def test_each_host_has_its_own_cgroup_tree_removed_at_teardown(testbed_factory):
+    bed = testbed_factory(2)
+    try:
+        probe = os.path.join(bed.host_cgroup("node1", "cpuset"), "probe")
+        os.mkdir(probe)
+        for name, expected in (("node1", "yes"), ("node2", "no")):
+            result = bed.ssh(name, "grep -c '^[0-9]*:cpuset:/$' /proc/self/cgroup; "
+                                   "test -d /sys/fs/cgroup/cpuset/probe && echo yes || echo no")
+            assert result.stdout.split() == ["1", expected], result.stderr
+        own = [path for host in bed.hosts for path in host.cgroups]
+        assert own and all(os.path.isdir(path) for path in own)
+    finally:
+        bed.close()
+    assert not any(os.path.exists(path) for path in own)
+
+
+def test_one_host_sshd_stops_and_starts_again(testbed_factory):
+    bed = testbed_factory(2)
+    try:
+        bed.stop_sshd("node2")
+        assert bed.ssh("node2", "true").returncode == 255
+        assert bed.ssh("node1", "true").returncode == 0
+        bed.start_sshd("node2")
+        assert bed.ssh("node2", "hostname").stdout.strip() == "node2"
+    finally:
+        bed.close()

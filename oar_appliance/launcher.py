@@ -65,7 +65,7 @@ class LaunchOrder:
     hosts: list[str] = field(default_factory=list)
     #: the nodes to prepare and clean (none for deploy and cosystem jobs)
     nodes: list[str] = field(default_factory=list)
-    #: what ``jobctl prepare`` reads on each node (``cpusets``: host -> its cpus)
+    #: what ``jobctl prepare`` reads on each node (``cpusets``: host -> its cpus; the job key)
     node_setup: dict[str, Any] = field(default_factory=dict)
 
 
@@ -176,7 +176,7 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
         }
         node_setup = {key: data[key] for key in (
             "user", "job_resource_manager", "cgroup_base", "just_after_suspend_exec_file",
-            "just_before_resume_exec_file", "suspend_resume_script_timeout")}
+            "just_before_resume_exec_file", "suspend_resume_script_timeout", "job_key")}
         node_setup["cpusets"] = {host: cpusets.get(host, []) for host in nodes}
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
                                   noop="noop" in job_types, hosts=hosts, nodes=nodes,

@@ -2,8 +2,9 @@
 
 ``jobctl prepare`` (:func:`prepare`) runs on each node before oarexec starts on the head
 node: the job resource manager's ``init`` (the cgroup ``<base>/<user>_<jobid>`` with the
-node's cpus of the job, memory in proportion to them, a freezer) and
-``job_<jobid>.manager`` in the runtime directory, so that ``jobctl suspend``, ``resume``,
+node's cpus of the job, memory in proportion to them, a freezer),
+``job_<jobid>.manager`` in the runtime directory (and the job key, ``job_<jobid>.key.pub``,
+for oarsh), so that ``jobctl suspend``, ``resume``,
 ``kill`` and ``clean`` find the job on a node where no oarexec runs.  oarexec then does the
 same again on the head node (``init`` is idempotent).
 
@@ -26,7 +27,7 @@ from typing import Any
 
 from oar_appliance.errors import OarError, UsageError
 from oar_appliance.nodeside import cgroups
-from oar_appliance.nodeside.runtime import JobFiles, unsafe_runtime_dir
+from oar_appliance.nodeside.runtime import JobFiles, parse_public_key, unsafe_runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
         manager.init(cpus, memory)
     except (cgroups.CgroupError, OSError, ValueError) as exc:
         raise PrepareError(f"cannot set up the job's cgroup: {exc}") from None
+    if data.get("job_key"):
+        write_job_key(files, data["job_key"])
     timeout = data.get("suspend_resume_script_timeout")
     cgroups.write_manager_file(files, manager, {
         "just_after_suspend_exec_file": data.get("just_after_suspend_exec_file"),
@@ -92,6 +95,20 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
         "user": user,
     })
     return manager
+
+
+def write_job_key(files: JobFiles, text: Any) -> None:
+    """``job_<jobid>.key.pub``: the node's sshd lets the holder of the job key (``oarsub
+    -k``/``-i``) into the job (oarsh); ``clean`` removes it with the job's other files."""
+    key = parse_public_key(text) if isinstance(text, str) else None
+    if key is None:
+        raise UsageError("the job data's job_key is not an ssh public key")
+    fd = os.open(files.job_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, f"{key[0]} {key[1]}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def read_job_data(stream) -> dict[str, Any]:

@@ -24,7 +24,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from oar_appliance.nodeside.runtime import JobFiles, parse_public_key, remove_files, unsafe_runtime_dir
+from oar_appliance.nodeside.runtime import (DEFAULT_PATH, JobFiles, parse_public_key, remove_files,
+                                            unsafe_runtime_dir)
 
 __all__ = ["READY_LINE", "Codes", "PreparedJob", "SetupError", "main", "prepare", "read_job_data"]
 
@@ -35,7 +36,6 @@ READY_LINE = "oarexec is initialized and ready to do the job"
 #: handlers are in place, so that none is lost or kills it early
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGURG, signal.SIGCHLD)
 
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: environment variables handed from oarexec's environment to the job
 PASSED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 

@@ -169,7 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: variables of the connection kept in the user's environment (root mode)
 KEPT_VARIABLES = ("TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def enter_job(runtime_dir: str, job_id: int, user: str) -> pwd.struct_passwd:
@@ -197,6 +196,8 @@ def enter_job(runtime_dir: str, job_id: int, user: str) -> pwd.struct_passwd:
 def user_environment(account: pwd.struct_passwd, environ: dict[str, str]) -> dict[str, str]:
     """A login's environment for ``account`` (not root's): what a shell started by sshd
     would get, plus the connection's terminal and locale."""
+    from .runtime import DEFAULT_PATH
+
     environment = {name: environ[name] for name in KEPT_VARIABLES if environ.get(name)}
     environment.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name,
                        SHELL=account.pw_shell or "/bin/sh", PATH=DEFAULT_PATH)
@@ -235,7 +236,9 @@ def main(argv=None, environ: dict[str, str] | None = None) -> int:
         if cwd is not None and not os.path.isdir(cwd):
             print(f"#WARNING: the job's directory {cwd} does not exist here: starting in the current one",
                   file=sys.stderr)
-            cwd = account.pw_dir if account else None
+            cwd = None
+        if cwd is None and account is not None and os.path.isdir(account.pw_dir):
+            cwd = account.pw_dir  # as an ssh login would (not root's "/")
         watched = oarexec_pid(args.runtime_dir, args.job_id)
         job_alive = (lambda: process_alive(watched)) if watched and process_alive(watched) else None
         argv = [shell, "-c", args.command] if args.command is not None else shell

@@ -30,6 +30,7 @@ import signal
 import time
 
 __all__ = [
+    "DEFAULT_PATH",
     "JobFiles",
     "parse_public_key",
     "unsafe_runtime_dir",
@@ -39,6 +40,9 @@ __all__ = [
     "read_pid",
     "signal_number",
 ]
+
+#: PATH of a job's processes when the node side has none to pass on
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class JobFiles:

@@ -27,6 +27,7 @@ from typing import Callable
 from oar_appliance.nodeside.oarexec import HANDLED_SIGNALS, Codes, PreparedJob
 from oar_appliance.nodeside.report import end_report, send_until_acknowledged
 from oar_appliance.nodeside.runtime import job_processes, remove_files, signal_number
+from oar_appliance.nodeside.terminal import default_signal_dispositions
 
 log = logging.getLogger("oar_appliance.oarexec")
 
@@ -296,12 +297,7 @@ class JobRunner:
         code = Codes.USER_SHELL
         try:
             signal.set_wakeup_fd(-1)
-            for sig in HANDLED_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            # Python ignores these two, and an ignored signal stays ignored across exec
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            default_signal_dispositions()
             os.setpgid(0, 0)
             if job.manager is not None:
                 # into the job's cgroup before anything of the user runs (still as root);

@@ -41,7 +41,7 @@ import subprocess
 import sys
 
 from ..errors import NotFoundError, OarError, PermissionDeniedError, UsageError
-from .terminal import exit_status, signals_passed_to
+from .terminal import default_signal_dispositions, exit_status, signals_passed_to
 
 #: status written when the shell cannot be started (oarexec's "user shell" code)
 SHELL_START_FAILED = 7
@@ -130,7 +130,9 @@ def run_shell(shell: str | list[str], environment: dict[str, str], cwd: str | No
         identity = dict(user=account.pw_uid, group=account.pw_gid,
                         extra_groups=os.getgrouplist(account.pw_name, account.pw_gid))
     try:
-        child = subprocess.Popen(argv, env=environment, cwd=cwd, **identity)
+        # this process is single-threaded: preexec_fn is safe here
+        child = subprocess.Popen(argv, env=environment, cwd=cwd,
+                                 preexec_fn=default_signal_dispositions, **identity)
     except OSError as exc:
         print(f"#ERROR: cannot start the shell {argv[0]}: {exc.strerror}", file=sys.stderr)
         return SHELL_START_FAILED, False

@@ -34,6 +34,21 @@ def signals_passed_to(child: subprocess.Popen) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def default_signal_dispositions() -> None:
+    """Every signal back to its default action and none blocked, for a process about to
+    exec the user's program.  An ignored signal stays ignored across exec: Python ignores
+    SIGPIPE and SIGXFSZ, and whoever started this process may have ignored others (``nohup``
+    ignores SIGHUP), which a job's commands or shell must not inherit."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # real-time signals the C library reserves for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def exit_status(returncode: int) -> int:
     """A shell's exit status from a Popen return code: 128 + N when killed by signal N."""
     return 128 - returncode if returncode < 0 else returncode

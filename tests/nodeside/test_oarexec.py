@@ -397,8 +397,13 @@ def test_login_shell_only_when_asked(jobs, report_server, open_dir, job_account)
 
 
 def test_the_command_gets_default_signal_dispositions(jobs, report_server):
-    """Python ignores SIGPIPE; a job must not inherit that (``yes | head`` must end)."""
-    jobs.start(jobs.data("grep -E '^Sig(Ign|Blk)' /proc/self/status > sigs; yes | head -1 > /dev/null"))
+    """Python ignores SIGPIPE; a job must not inherit that (``yes | head`` must end), nor
+    a SIGHUP ignored by whoever started oarexec (``nohup``: oarexec inherits it here)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        jobs.start(jobs.data("grep -E '^Sig(Ign|Blk)' /proc/self/status > sigs; yes | head -1 > /dev/null"))
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     report = report_server.wait_report()
     assert os.WEXITSTATUS(report["user_status"]) == 0
     for line in (jobs.workdir / "sigs").read_text().splitlines():

@@ -80,11 +80,11 @@ def test_a_two_node_job_runs_in_its_cpusets_and_leaves_nothing(site):
     leftover = f"/tmp/oartest-leftover-{os.getpid()}"
     script = (f"sort -u $OAR_NODEFILE > {work}/nodes; id -un > {work}/user; "
               f"grep Cpus_allowed_list /proc/self/status > {work}/cpus; cat /proc/self/cgroup > {work}/cgroup; "
-              f"touch {leftover}; (setsid sleep 300 &); "
+              f"touch {leftover}; (setsid sleep 300 &); touch {work}/ready; "
               f"while [ ! -e {go} ]; do sleep 0.05; done")
     job_id = site.oarsub("-l", "/nodes=2/core=1", script)
     site.wait_state(job_id, "Running")
-    wait_for(lambda: _read(work / "cgroup"), what="the job's first lines")
+    wait_for(lambda: (work / "ready").exists(), what="the job's first lines")
     try:
         assert _read(work / "nodes").split() == ["node1", "node2"]
         assert _read(work / "user") == site.user

@@ -141,15 +141,34 @@ class Views:
                key[2] if key[2] in self._placeholders else None)
         placer = self._views.get(key)
         if placer is None:
-            placer = self._views[key] = self._factory()
-            occupy = placer.gantt.occupy
-            for start, end, bits, share in self._records:
-                if share is EXCLUSIVE or share.blocks(key):
-                    occupy(start, end, bits)
+            placer = self._factory()
+            base = next((k for k in self._views if _sees_more(key, k)), None)
+            if base is None:
+                occupy = placer.gantt.occupy
+                for start, end, bits, share in self._records:
+                    if share is EXCLUSIVE or share.blocks(key):
+                        occupy(start, end, bits)
+            else:
+                # the base view's Gantt plus what blocks this view only: a copy and a few
+                # occupations instead of replaying every record (e.g. the Gantt of the
+                # besteffort jobs, once one is placed, from the Gantt of the others)
+                placer.gantt = self._views[base].gantt.copy()
+                occupy = placer.gantt.occupy
+                for start, end, bits, share in self._records:
+                    if share is not EXCLUSIVE and share.blocks(key) and not share.blocks(base):
+                        occupy(start, end, bits)
+            self._views[key] = placer
         return placer
 
     def keys(self) -> list[ViewKey]:
         return list(self._views)
+
+
+def _sees_more(key: ViewKey, base: ViewKey) -> bool:
+    """Is every occupation that blocks view ``base`` blocking view ``key`` too?  (Each
+    exemption of ``key`` is one of ``base``'s.)"""
+    return ((key[0] or not base[0]) and (key[1] is None or key[1] == base[1])
+            and (key[2] is None or key[2] == base[2]))
 
 
 # ----------------------------------------------------------------------------- job types

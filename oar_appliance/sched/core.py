@@ -418,7 +418,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
             # (a new reservation blocks everyone, even one flagged besteffort)
             views.occupy(placement.start, end, placement.bits, _share(
                 job.besteffort and job.reservation is None, job.timesharing,
-                job.placeholder))
+                job.placeholder), found_by=placer)
         if job.container:
             containers.add_container(job.job_id, placement.start,
                                      placement.start + placement.walltime, placement.bits)

@@ -109,8 +109,13 @@ class Views:
             for k in [k for k in self._views if k[part] == value]:
                 del self._views[k]      # (rebuilt from the records if ever needed again)
 
-    def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE) -> None:
-        """Take ``bits`` on ``[start, end)`` in every view the occupation blocks."""
+    def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE,
+               found_by: Any = None) -> None:
+        """Take ``bits`` on ``[start, end)`` in every view the occupation blocks.
+
+        ``found_by``: the placer whose Gantt has ``bits`` free during the whole interval
+        (the placement was found there): its Gantt takes them without checks.
+        """
         if end <= start or not bits:
             return
         self._records.append((start, end, bits, share))
@@ -120,13 +125,12 @@ class Views:
                 self._timesharing.add(share.timesharing)
             if share.placeholder is not None:
                 self._placeholders.add(share.placeholder)
-        if share is EXCLUSIVE:
-            for placer in self._views.values():
-                placer.gantt.occupy(start, end, bits)
-            return
         for key, placer in self._views.items():
-            if share.blocks(key):
-                placer.gantt.occupy(start, end, bits)
+            if share is EXCLUSIVE or share.blocks(key):
+                if placer is found_by:
+                    placer.gantt.take(start, end, bits)
+                else:
+                    placer.gantt.occupy(start, end, bits)
 
     def placer(self, key: ViewKey) -> Any:
         """The placer of view ``key`` (built from every occupation so far on first use).

@@ -153,8 +153,8 @@ class Gantt:
         a free set it fails on; one group of :mod:`~oar_appliance.sched.hierarchy` is): a
         dict, start time -> the shortest window length that failed from there, read and
         extended (valid for later calls as long as the Gantt only loses free resources).
-        A monotone request also skips a window whose free set is a subset of the last
-        failed one.
+        A monotone request also skips a window whose free set (in ``tree``) is a subset of
+        the last failed one.
 
         ``tree``: the resources the request may use at all, when some are excluded
         (constraints): ``min_count`` is then also checked on the window's free resources
@@ -173,7 +173,7 @@ class Gantt:
         if failed is None and not monotone:
             failed = set()
         ones = self.all_bits
-        last_failed = -1                # the last free set that failed (monotone requests)
+        last_failed = -1                # the last usable free set that failed (monotone)
         # the window of a start in slot i is the slots [i, j); slots [i, checked) are known
         # to have at least min_count free resources
         i = bisect_right(times, earliest) - 1
@@ -258,9 +258,11 @@ class Gantt:
                         back &= frees[jb]
                         jb += 1
                     free = suf[mid - 1 - i] & back if jb > mid else suf[mid - 1 - i]
-                    if (free if tree is None else free & tree).bit_count() >= min_count:
+                    have = free if tree is None else free & tree
+                    if have.bit_count() >= min_count:
                         if monotone:
-                            if last_failed >= 0 and free | last_failed == last_failed:
+                            # (compared on what the request may use: the rest is no help)
+                            if last_failed >= 0 and have | last_failed == last_failed:
                                 skip = True
                         elif free in failed:
                             skip = True
@@ -269,7 +271,7 @@ class Gantt:
                             if bits:
                                 return start, bits
                             if monotone:
-                                last_failed = free
+                                last_failed = have
                                 shortest = failed_spans.get(start)
                                 if shortest is None or span < shortest:
                                     failed_spans[start] = span

@@ -15,8 +15,10 @@ those.  A view is named by a :data:`ViewKey` ``(sees_besteffort, timesharing, al
 
 :class:`Views` keeps the list of everything placed so far (running jobs, reservations,
 placements of the round, planning horizons) and builds a view's Gantt the first time a job
-needs it, replaying that list; afterwards each new occupation is applied to every view it
-blocks.  A view whose key names nothing present in that list is the plain view (the
+needs it: a copy of an existing view that every occupation blocking it blocks too, plus
+the occupations of the list that block the new view only (e.g. the Gantt of besteffort
+jobs: the Gantt of the others, plus the besteffort occupations), or else a replay of the
+whole list; afterwards each new occupation is applied to every view it blocks.  A view whose key names nothing present in that list is the plain view (the
 first job of a timesharing key, a besteffort job when no besteffort job is placed yet):
 a round builds one Gantt per kind of sharing actually in use, one when there is none.
 

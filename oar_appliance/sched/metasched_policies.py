@@ -164,8 +164,6 @@ def besteffort_first(loaded: Any, due: Mapping[int, ReservationStart], result: R
     always = loaded.options.always_assigned
     present = [(o.job_id, o.bits & ~always) for o in loaded.occupations if o.besteffort]
     kills = set(result.besteffort_to_kill)
-    if not present:
-        return dict(due)
 
     def in_the_way(bits: int) -> set[int]:
         return {job_id for job_id, held in present if held & bits}

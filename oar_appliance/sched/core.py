@@ -235,17 +235,9 @@ class _Placer:
     later search from ``now`` for a duration >= d cannot start before s.  Multi-group
     requests are not monotone (an earlier group may take what a later one needs) and get
     no bound.  ``mins``: per request key, a lower bound of the resources it takes.
-
-    A placer made with ``follows=other`` (the Gantt of everything, following the Gantt
-    without besteffort) shares the other's Gantt until it is first needed for a placement:
-    until then it only records the occupations the other has not received (see
-    :meth:`occupy`), and its Gantt is then the other's copied, with those applied.  Both
-    give the same Gantt as two maintained separately (the free sets are ANDs, whose order
-    does not matter), for half the work while no besteffort job is placed.
     """
 
-    def __init__(self, pool: ResourcePool, usable: int, now: int, memo: dict,
-                 follows: _Placer | None = None) -> None:
+    def __init__(self, pool: ResourcePool, usable: int, now: int, memo: dict) -> None:
         self.pool = pool
         self.usable = usable
         self.now = now
@@ -253,41 +245,7 @@ class _Placer:
         self.failed: dict[tuple, set | dict] = {}
         self.bounds: dict[tuple, tuple[list[int], list[int]]] = {}
         self.mins: dict[tuple, int] = {}
-        self._follows = follows
-        self._follower: _Placer | None = None
-        self._pending: list[tuple[int, int, int]] = []
-        if follows is None:
-            self._gantt: Gantt | None = Gantt(now, usable)
-        else:
-            self._gantt = None
-            follows._follower = self
-
-    @property
-    def gantt(self) -> Gantt:
-        if self._gantt is None:
-            self._materialize()
-        return self._gantt
-
-    def _materialize(self) -> None:
-        gantt = self._follows.gantt.copy()
-        for start, end, bits in self._pending:
-            gantt.occupy(start, end, bits)
-        self._gantt, self._pending = gantt, []
-        self._follows._follower = None
-
-    def occupy(self, start: int, end: int, bits: int) -> None:
-        """Remove ``bits`` from the free resources on ``[start, end)``."""
-        follower = self._follower
-        if follower is not None:
-            pending = follower._pending
-            if pending and pending[-1] == (start, end, bits):
-                pending.pop()           # the follower had it: now it comes with the copy
-            else:
-                follower._materialize()  # the follower must not receive this one
-        if self._gantt is None:
-            self._pending.append((start, end, bits))
-        else:
-            self._gantt.occupy(start, end, bits)
+        self.gantt = Gantt(now, usable)
 
     def place(self, request: MoldableRequest, cbits: Callable[[str | None], int],
               duration: int, earliest: int, latest: int | None, hole_minimum: int = 0
@@ -460,7 +418,7 @@ def schedule_round(pool: ResourcePool, usable: int, occupations: Sequence[Occupa
             # (a new reservation blocks everyone, even one flagged besteffort)
             views.occupy(placement.start, end, placement.bits, _share(
                 job.besteffort and job.reservation is None, job.timesharing,
-                job.placeholder))
+                job.placeholder), found_by=placer)
         if job.container:
             containers.add_container(job.job_id, placement.start,
                                      placement.start + placement.walltime, placement.bits)

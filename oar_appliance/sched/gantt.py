@@ -23,6 +23,8 @@ the fit function.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate, repeat
+from operator import and_, sub, xor
 from collections.abc import Callable, Iterator
 
 __all__ = ["Gantt"]
@@ -91,6 +93,18 @@ class Gantt:
                 frees[k] = f ^ removed
                 counts[k] -= size if removed == bits else removed.bit_count()
 
+    def take(self, start: int, end: int, bits: int) -> None:
+        """:meth:`occupy` for ``bits`` known to be free during the whole of ``[start,
+        end)`` (start >= now; a placement found on this Gantt): every slot loses all of
+        them, no check per slot (the loop runs in C)."""
+        if end <= start or not bits:
+            return
+        i = self._split(start)
+        j = self._split(end)
+        frees, counts = self.frees, self.counts
+        frees[i:j] = map(xor, frees[i:j], repeat(bits, j - i))
+        counts[i:j] = map(sub, counts[i:j], repeat(bits.bit_count(), j - i))
+
     # -- queries ------------------------------------------------------------------------
     def free_during(self, start: int, end: int) -> int:
         """The resources free during the whole of ``[start, end)`` (start clipped to now).
@@ -139,8 +153,8 @@ class Gantt:
         a free set it fails on; one group of :mod:`~oar_appliance.sched.hierarchy` is): a
         dict, start time -> the shortest window length that failed from there, read and
         extended (valid for later calls as long as the Gantt only loses free resources).
-        A monotone request also skips a window whose free set is a subset of the last
-        failed one.
+        A monotone request also skips a window whose free set (in ``tree``) is a subset of
+        the last failed one.
 
         ``tree``: the resources the request may use at all, when some are excluded
         (constraints): ``min_count`` is then also checked on the window's free resources
@@ -159,15 +173,15 @@ class Gantt:
         if failed is None and not monotone:
             failed = set()
         ones = self.all_bits
-        last_failed = -1                # the last free set that failed (monotone requests)
+        last_failed = -1                # the last usable free set that failed (monotone)
         # the window of a start in slot i is the slots [i, j); slots [i, checked) are known
         # to have at least min_count free resources
         i = bisect_right(times, earliest) - 1
         start = earliest
         j = checked = i
-        # lazy two-stack AND: front = slots [i0, mid) as suffix ANDs suf[k - i0], back =
-        # AND of slots [mid, jb); rebuilt when the start passes mid
-        i0 = mid = jb = i
+        # lazy two-stack AND: front = the slots before mid as suffix ANDs (suf[mid - 1 - k]
+        # for slot k), back = AND of slots [mid, jb); rebuilt when the start passes mid
+        mid = jb = i
         suf: list[int] = []
         back = ones
         while True:
@@ -179,8 +193,11 @@ class Gantt:
             # the last slot of the window with too few free resources, if any
             k = j - 1
             lo = checked if checked > i else i
-            while k >= lo and counts[k] >= min_count:
-                k -= 1
+            if k >= lo and min(counts[lo:j]) < min_count:
+                while counts[k] >= min_count:
+                    k -= 1
+            else:
+                k = lo - 1
             checked = j
             if k >= lo:
                 i = k + 1                   # every start up to slot k has it in its window
@@ -190,41 +207,62 @@ class Gantt:
                     shortest = failed_spans.get(start)
                     skip = shortest is not None and shortest <= span
                 if not skip and i >= mid:
-                    suf = [0] * (j - i)
+                    # suffix ANDs of the window, suf[w - 1] = AND of its last w slots,
+                    # computed (in C) by chunks ending at w = 1, 2, 4, 8...: the number of
+                    # usable free resources is checked at those w, and the first w where
+                    # none is left found by bisection in its chunk
+                    seg = frees[i:j]
+                    seg.reverse()
+                    length = j - i
+                    suf = []
                     acc = ones
-                    m = j - 1
-                    while m >= i:
-                        acc &= frees[m]
-                        if not acc or (tree is not None and not acc & tree):
+                    fail = 0
+                    w0 = 0
+                    while w0 < length:
+                        w1 = w0 + w0 if w0 else 1
+                        if w1 > length:
+                            w1 = length
+                        part = list(accumulate(seg[w0:w1], and_, initial=acc))
+                        del part[0]
+                        suf += part
+                        acc = part[-1]
+                        have = acc if tree is None else acc & tree
+                        if not have:
+                            a, b = 0, len(part) - 1         # the first empty one
+                            while a < b:
+                                c = (a + b) // 2
+                                if part[c] if tree is None else part[c] & tree:
+                                    a = c + 1
+                                else:
+                                    b = c
+                            fail = w0 + a + 1
                             break
-                        w = j - m
-                        if not w & (w - 1) and (acc if tree is None else acc & tree
-                                                ).bit_count() < min_count:
-                            break               # (counted at 1, 2, 4, 8... slots: it costs)
-                        suf[m - i] = acc
-                        m -= 1
-                    if m >= i:
-                        # too few usable resources are free during [slot m, j): no start
-                        # up to slot m can fit (their windows hold those slots)
-                        # (the suffixes of slots m+1 .. j-1 are kept for those starts)
-                        i0, mid, jb, back = i, j, j, ones
-                        i = m + 1
+                        if not w1 & (w1 - 1) and have.bit_count() < min_count:
+                            fail = w1               # (counted at 1, 2, 4, 8... slots: it costs)
+                            break
+                        w0 = w1
+                    mid, jb, back = j, j, ones
+                    if fail:
+                        # too few usable resources are free during the last `fail` slots:
+                        # no start up to the first of them can fit (their windows hold
+                        # them); the shorter suffixes are kept for the later starts
+                        i = j - fail + 1
                         if i >= n:
                             return None
                         start = times[i]
                         if latest is not None and start > latest:
                             return None
                         continue
-                    i0, mid, jb, back = i, j, j, ones
                 if not skip:
                     while jb < j:
                         back &= frees[jb]
                         jb += 1
-                    free = suf[i - i0] & back if jb > mid else suf[i - i0]
-                    if free.bit_count() >= min_count and (
-                            tree is None or (free & tree).bit_count() >= min_count):
+                    free = suf[mid - 1 - i] & back if jb > mid else suf[mid - 1 - i]
+                    have = free if tree is None else free & tree
+                    if have.bit_count() >= min_count:
                         if monotone:
-                            if last_failed >= 0 and free | last_failed == last_failed:
+                            # (compared on what the request may use: the rest is no help)
+                            if last_failed >= 0 and have | last_failed == last_failed:
                                 skip = True
                         elif free in failed:
                             skip = True
@@ -233,7 +271,7 @@ class Gantt:
                             if bits:
                                 return start, bits
                             if monotone:
-                                last_failed = free
+                                last_failed = have
                                 shortest = failed_spans.get(start)
                                 if shortest is None or span < shortest:
                                     failed_spans[start] = span

@@ -14,8 +14,12 @@ transaction:
   ``assigned_moldable_job``, ``assigned_resources`` rows and a ``job_state_logs`` interval;
 - new advance reservations: ``toSchedule`` -> ``Scheduled`` when placed, ``Error`` (with
   the reason and a state log) when rejected;
-- running besteffort jobs in the way of a job starting now: a kill request for Leon
-  (:func:`oar_appliance.resources.request_kill`) and a ``BESTEFFORT_KILL`` event.
+- besteffort jobs still holding resources that a job placed at ``now`` needs: a kill
+  request for Leon (:func:`oar_appliance.resources.request_kill`) and a
+  ``BESTEFFORT_KILL`` event, once per job (not again while it is being killed); the job
+  that needs their resources is not launched in this round: it stays ``Waiting`` with its
+  prediction and starts in a round where they are gone (as OAR does, so that it never
+  runs on top of them).
 
 What is loaded (REFERENCE.md, "Scheduling semantics"):
 
@@ -73,8 +77,9 @@ Policies (:class:`~oar_appliance.sched.policies.RoundOptions` and the job attrib
   ``RESERVATION_WAITING_RESOURCES_TIMEOUT`` (message, slot kept), then start on what is
   left (event ``SCHEDULER_REDUCE_NB_NODES_FOR_RESERVATION``), or go to ``Error`` when
   nothing is left (event ``RESERVATION_NO_RESOURCE``) or when their start passed by more
-  than their walltime (event ``RESERVATION_EXPIRED``); running besteffort jobs on the
-  resources of a reservation starting now are killed as for any job.
+  than their walltime (event ``RESERVATION_EXPIRED``); besteffort jobs on the
+  resources of a reservation starting now are killed as for any job, and the reservation
+  waits for them to be gone (slot kept, message).
 
 Fairsharing, quotas, energy saving (:mod:`~oar_appliance.sched.round_extras` loads what
 they need): jobs of fairsharing queues are ordered by karma within their priority level;
@@ -104,7 +109,7 @@ from . import energy, round_extras
 from .core import (TIMEOUT_MESSAGE, Occupation, Placement, RoundResult, WaitingJob,
                    placement_order, schedule_round)
 from .hierarchy import ResourcePool
-from .metasched_policies import (conf_value, kill_for_reservations, occupation, read_policies,
+from .metasched_policies import (besteffort_first, conf_value, occupation, read_policies,
                                  reservations_due, resolve_inner, round_options)
 from .policies import RoundOptions
 from .reservations import EXPIRED, LAUNCH, REDUCE, WAIT, ReservationStart
@@ -616,9 +621,16 @@ def run_round(db: peewee.Database, config: Mapping[str, Any], now: int) -> Round
     result = _schedule(loaded, now, security, quotas)
     report = RoundReport(now=now)
     due = _energy(db, config, loaded, result, now, security, report, due)
-    kill_for_reservations(loaded, due, result)
+    due = besteffort_first(loaded, due, result, _being_killed(db))
     _write(db, loaded, result, now, report, due)
     return report
+
+
+def _being_killed(db: peewee.Database) -> set[int]:
+    """The active jobs already asked to end (a ``frag_jobs`` row)."""
+    return {j for (j,) in _rows(
+        db, 'SELECT f."frag_id_job" FROM "frag_jobs" f JOIN "jobs" j ON j."job_id" = f."frag_id_job" '
+            f'WHERE j."state" IN ({bulk.placeholders(db, len(ACTIVE_STATES))})', ACTIVE_STATES)}
 
 
 def _energy(db: peewee.Database, config: Mapping[str, Any], loaded: _Loaded,

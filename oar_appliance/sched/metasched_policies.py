@@ -8,8 +8,10 @@ of the core's policies, and act on due reservations:
 - :func:`occupation`: an :class:`~oar_appliance.sched.core.Occupation` carrying them;
 - :func:`round_options`: :class:`~oar_appliance.sched.policies.RoundOptions` from
   ``oar.conf`` and the resources (types, ``available_upto``), with the round's deadline;
-- :func:`reservations_due` / :func:`kill_for_reservations`: what each accepted
-  reservation whose start has come does (:mod:`~oar_appliance.sched.reservations`).
+- :func:`reservations_due`: what each accepted reservation whose start has come does
+  (:mod:`~oar_appliance.sched.reservations`);
+- :func:`besteffort_first`: besteffort jobs in the way of a job starting now are killed,
+  and that job waits for them to be gone.
 
 The jobs are the metascheduler's loaded records (``job_id``, ``state``, ``types``,
 ``user``, ``name``, ``policy``, ``container_id``, ...).
@@ -31,7 +33,7 @@ from .reservations import LAUNCH, REDUCE, WAIT, ReservationStart, reservation_at
 from .sharing import JobPolicy, job_policy
 
 __all__ = ["read_policies", "resolve_inner", "occupation", "round_options", "conf_value",
-           "reservations_due", "kill_for_reservations"]
+           "reservations_due", "besteffort_first"]
 
 #: the clock of SCHEDULER_TIMEOUT (read through the module, so that a test can replace it)
 _clock = time.monotonic
@@ -147,14 +149,45 @@ def reservations_due(loaded: Any, now: int, waiting_timeout: int) -> dict[int, R
     return decisions
 
 
-def kill_for_reservations(loaded: Any, due: Mapping[int, ReservationStart],
-                           result: RoundResult) -> None:
-    """Running besteffort jobs on the resources of a reservation starting now are killed."""
-    starting = [d.bits for d in due.values() if d.action in (LAUNCH, REDUCE)]
-    if not starting:
-        return
-    bits = 0
-    for b in starting:
-        bits |= b
-    kills = {o.job_id for o in loaded.occupations if o.besteffort and o.bits & bits}
-    result.besteffort_to_kill = sorted(set(result.besteffort_to_kill) | kills)
+def besteffort_first(loaded: Any, due: Mapping[int, ReservationStart], result: RoundResult,
+                     being_killed: set[int]) -> dict[int, ReservationStart]:
+    """Besteffort jobs still holding resources that a job starting now needs are killed,
+    and that job starts only once they are gone (a later round), as OAR does.
+
+    A job placed at ``now`` on resources of a besteffort job still present (running, or
+    being killed) is taken out of ``result.to_launch``: it stays Waiting with its
+    placement as prediction.  A due reservation on such resources waits (slot kept,
+    message).  ``result.besteffort_to_kill`` gets the besteffort jobs in the way, less
+    those in ``being_killed`` (already asked to end: asked once only).  Returns ``due``
+    with the held reservations turned to waiting.
+    """
+    always = loaded.options.always_assigned
+    present = [(o.job_id, o.bits & ~always) for o in loaded.occupations if o.besteffort]
+    kills = set(result.besteffort_to_kill)
+
+    def in_the_way(bits: int) -> set[int]:
+        return {job_id for job_id, held in present if held & bits}
+
+    launching = set(result.to_launch)
+    held: set[int] = set()
+    for p in result.placements:
+        if p.job_id in launching:
+            found = in_the_way(p.bits & ~always)
+            if found:
+                held.add(p.job_id)
+                kills |= found
+    if held:
+        result.to_launch = [j for j in result.to_launch if j not in held]
+    due = dict(due)
+    for job_id, decision in due.items():
+        if decision.action in (LAUNCH, REDUCE):
+            found = in_the_way(decision.bits & ~always)
+            if found:
+                kills |= found
+                due[job_id] = ReservationStart(WAIT, 0, BESTEFFORT_WAIT_MESSAGE)
+    result.besteffort_to_kill = sorted(kills - being_killed)
+    return due
+
+
+BESTEFFORT_WAIT_MESSAGE = ("reservation waiting: besteffort jobs still hold some of its "
+                           "resources (they are being killed)")

@@ -15,8 +15,10 @@ those.  A view is named by a :data:`ViewKey` ``(sees_besteffort, timesharing, al
 
 :class:`Views` keeps the list of everything placed so far (running jobs, reservations,
 placements of the round, planning horizons) and builds a view's Gantt the first time a job
-needs it, replaying that list; afterwards each new occupation is applied to every view it
-blocks.  A view whose key names nothing present in that list is the plain view (the
+needs it: a copy of an existing view that every occupation blocking it blocks too, plus
+the occupations of the list that block the new view only (e.g. the Gantt of besteffort
+jobs: the Gantt of the others, plus the besteffort occupations), or else a replay of the
+whole list; afterwards each new occupation is applied to every view it blocks.  A view whose key names nothing present in that list is the plain view (the
 first job of a timesharing key, a besteffort job when no besteffort job is placed yet):
 a round builds one Gantt per kind of sharing actually in use, one when there is none.
 
@@ -109,8 +111,13 @@ class Views:
             for k in [k for k in self._views if k[part] == value]:
                 del self._views[k]      # (rebuilt from the records if ever needed again)
 
-    def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE) -> None:
-        """Take ``bits`` on ``[start, end)`` in every view the occupation blocks."""
+    def occupy(self, start: int, end: int, bits: int, share: Share = EXCLUSIVE,
+               found_by: Any = None) -> None:
+        """Take ``bits`` on ``[start, end)`` in every view the occupation blocks.
+
+        ``found_by``: the placer whose Gantt has ``bits`` free during the whole interval
+        (the placement was found there): its Gantt takes them without checks.
+        """
         if end <= start or not bits:
             return
         self._records.append((start, end, bits, share))
@@ -120,13 +127,12 @@ class Views:
                 self._timesharing.add(share.timesharing)
             if share.placeholder is not None:
                 self._placeholders.add(share.placeholder)
-        if share is EXCLUSIVE:
-            for placer in self._views.values():
-                placer.gantt.occupy(start, end, bits)
-            return
         for key, placer in self._views.items():
-            if share.blocks(key):
-                placer.gantt.occupy(start, end, bits)
+            if share is EXCLUSIVE or share.blocks(key):
+                if placer is found_by:
+                    placer.gantt.take(start, end, bits)
+                else:
+                    placer.gantt.occupy(start, end, bits)
 
     def placer(self, key: ViewKey) -> Any:
         """The placer of view ``key`` (built from every occupation so far on first use).
@@ -141,15 +147,34 @@ class Views:
                key[2] if key[2] in self._placeholders else None)
         placer = self._views.get(key)
         if placer is None:
-            placer = self._views[key] = self._factory()
-            occupy = placer.gantt.occupy
-            for start, end, bits, share in self._records:
-                if share is EXCLUSIVE or share.blocks(key):
-                    occupy(start, end, bits)
+            placer = self._factory()
+            base = next((k for k in self._views if _sees_more(key, k)), None)
+            if base is None:
+                occupy = placer.gantt.occupy
+                for start, end, bits, share in self._records:
+                    if share is EXCLUSIVE or share.blocks(key):
+                        occupy(start, end, bits)
+            else:
+                # the base view's Gantt plus what blocks this view only: a copy and a few
+                # occupations instead of replaying every record (e.g. the Gantt of the
+                # besteffort jobs, once one is placed, from the Gantt of the others)
+                placer.gantt = self._views[base].gantt.copy()
+                occupy = placer.gantt.occupy
+                for start, end, bits, share in self._records:
+                    if share is not EXCLUSIVE and share.blocks(key) and not share.blocks(base):
+                        occupy(start, end, bits)
+            self._views[key] = placer
         return placer
 
     def keys(self) -> list[ViewKey]:
         return list(self._views)
+
+
+def _sees_more(key: ViewKey, base: ViewKey) -> bool:
+    """Is every occupation that blocks view ``base`` blocking view ``key`` too?  (Each
+    exemption of ``key`` is one of ``base``'s.)"""
+    return ((key[0] or not base[0]) and (key[1] is None or key[1] == base[1])
+            and (key[2] is None or key[2] == base[2]))
 
 
 # ----------------------------------------------------------------------------- job types

@@ -148,9 +148,12 @@ def test_besteffort_job_killed_for_a_normal_job(cluster, db_url, now):
     normal = sub(oar, "-l", "/nodes=1,walltime=1:00:00", "n")
     out = round_at(oar, now + 10)
     assert out.endswith("1 besteffort kills.")
-    assert job(db_url, normal)["state"] == "toLaunch"
+    assert job(db_url, normal)["state"] == "Waiting"        # until the besteffort job is gone
     assert run_sql(db_url, "SELECT frag_id_job, frag_state FROM frag_jobs") == [(best, "LEON")]
     assert run_sql(db_url, "SELECT job_id FROM event_logs WHERE type = 'BESTEFFORT_KILL'") == [(best,)]
+    run_sql(db_url, "UPDATE jobs SET state = 'Error' WHERE job_id = %d" % best)
+    assert round_at(oar, now + 20).endswith("0 besteffort kills.")
+    assert job(db_url, normal)["state"] == "toLaunch"
 
 
 def test_reservation_accepted_then_kept_and_rejected(cluster, db_url, now):

@@ -120,11 +120,11 @@ def check_round(db_url, now):
             # otherwise only a normal job over a besteffort one
             assert a[4] != b[4], (a, b)
             normal, best = (a, b) if b[4] else (b, a)
-            if normal[5] and best[5] and jobs[normal[0]]["start"] == now:
-                # both hold the resources now: the besteffort job is being killed, and was
-                # not itself launched by this round
+            # never both holding the resources: a normal job waits for the besteffort
+            # jobs in its way to be gone (they are being killed)
+            assert not (normal[5] and best[5]), (a, b)
+            if not normal[5] and best[5] and normal[1] <= now:
                 assert best[0] in kills, (a, b)
-                assert jobs[best[0]]["start"] < now, (a, b)
     # dependencies
     ends = {i[0]: i[1] + jobs[i[0]]["walltimes"][jobs[i[0]]["moldable"] if i[5]
                                                   else jobs[i[0]]["predicted"][0]] for i in items}

@@ -272,6 +272,9 @@ def test_reservation_starting_kills_besteffort_jobs_on_its_resources(cluster, db
     assert job(db_url, resv)["reservation"] == "Scheduled"      # besteffort does not block it
     out = round_at(oar, start)
     assert out.endswith("1 besteffort kills.")
-    assert job(db_url, resv)["state"] == "toLaunch" and assigned(db_url, resv) == node(1)
+    assert job(db_url, resv)["state"] == "Waiting"              # until it is gone
     assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
     assert events(db_url, "BESTEFFORT_KILL") == [best]
+    run_sql(db_url, "UPDATE jobs SET state = 'Error' WHERE job_id = %d" % best)
+    assert round_at(oar, start + 10).endswith("0 besteffort kills.")
+    assert job(db_url, resv)["state"] == "toLaunch" and assigned(db_url, resv) == node(1)

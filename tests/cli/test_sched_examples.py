@@ -383,16 +383,62 @@ def test_besteffort_killed_only_when_a_normal_job_needs_its_cores(fig, db_url, n
     assert out.endswith("0 besteffort kills.")
     assert assigned(db_url, beside) == NODE["node-3"] + NODE["node-4"]
     assert run_sql(db_url, "SELECT COUNT(*) FROM frag_jobs") == [(0,)]
-    # a normal job that needs its cores now: it starts, the besteffort job is killed
+    # a normal job that needs its cores now: the besteffort job is killed, the normal job
+    # waits for it to be gone (it would run on top of it otherwise)
     needs = sub(fig, "-l", "/nodes=1/cpu=1,walltime=1:00:00", "needs")
     out = round_at(fig, now + 20)
     assert out.endswith("1 besteffort kills.")
-    assert row(db_url, needs)["state"] == "toLaunch"
-    assert assigned(db_url, needs) == [1, 2]
+    assert row(db_url, needs)["state"] == "Waiting"
+    assert assigned(db_url, needs) == []
+    assert predicted(fig, needs) == (now + 20, [1, 2])
     assert run_sql(db_url, "SELECT frag_id_job, frag_state FROM frag_jobs") == [(best, "LEON")]
     events = run_sql(db_url, "SELECT job_id, type FROM event_logs WHERE type = 'BESTEFFORT_KILL'")
     assert events == [(best, "BESTEFFORT_KILL")]
     assert any(e["type"] == "BESTEFFORT_KILL" for e in stat(fig, best)["events"])
+
+
+def test_job_needing_besteffort_resources_starts_once_they_are_gone(fig, db_url, now):
+    """The kill is asked once; the job starts in the first round after the besteffort
+    job has ended, never while it still holds the resources (running or finishing)."""
+    best = sub(fig, "-t", "besteffort", "-l", "/nodes=4,walltime=5:00:00", "be")
+    round_at(fig, now)
+    set_state(db_url, best, "Running")                      # the server ran it
+    needs = sub(fig, "-l", "/nodes=2,walltime=1:00:00", "needs")
+    assert round_at(fig, now + 10).endswith("1 besteffort kills.")
+    assert row(db_url, needs)["state"] == "Waiting"
+    # still there while it is being killed, then while its nodes are cleaned
+    for step, state in ((20, "Running"), (30, "Finishing")):
+        set_state(db_url, best, state)
+        assert round_at(fig, now + step).endswith("0 besteffort kills.")
+        assert row(db_url, needs)["state"] == "Waiting"
+        assert predicted(fig, needs) == (now + step, NODE["node-1"] + NODE["node-2"])
+    assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
+    events = run_sql(db_url, "SELECT job_id FROM event_logs WHERE type = 'BESTEFFORT_KILL'")
+    assert events == [(best,)]                              # once, not at every round
+    set_state(db_url, best, "Error")                        # killed: gone
+    out = round_at(fig, now + 40)
+    assert out.endswith("0 besteffort kills.")
+    assert row(db_url, needs)["state"] == "toLaunch"
+    assert row(db_url, needs)["start"] == now + 40
+    assert assigned(db_url, needs) == NODE["node-1"] + NODE["node-2"]
+
+
+def test_reservation_waits_for_the_besteffort_jobs_on_its_resources(fig, db_url, now):
+    best = sub(fig, "-t", "besteffort", "-l", "/nodes=1,walltime=5:00:00", "be")
+    round_at(fig, now)
+    set_state(db_url, best, "Running")                      # the server ran it
+    resv = sub(fig, "-r", date_text(now + HOUR), "-l", "/nodes=4,walltime=1:00:00")
+    round_at(fig, now + 10)
+    assert row(db_url, resv)["reservation"] == "Scheduled"  # besteffort does not block it
+    assert round_at(fig, now + HOUR).endswith("1 besteffort kills.")
+    assert row(db_url, resv)["state"] == "Waiting"
+    assert "besteffort" in row(db_url, resv)["message"]
+    assert predicted(fig, resv)[0] == now + HOUR            # its slot is kept
+    assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
+    set_state(db_url, best, "Error")
+    assert round_at(fig, now + HOUR + 10).endswith("0 besteffort kills.")
+    assert row(db_url, resv)["state"] == "toLaunch"
+    assert assigned(db_url, resv) == sorted(r for rs in NODE.values() for r in rs)
 
 
 def test_besteffort_never_blocks_a_normal_job(fig, db_url, now):
@@ -420,12 +466,15 @@ def test_besteffort_killed_when_the_normal_job_starts_not_before(fig, db_url, no
     assert out.endswith("0 besteffort kills.")
     assert predicted(fig, later)[0] == now + HOUR + SECURITY
     assert run_sql(db_url, "SELECT COUNT(*) FROM frag_jobs") == [(0,)]
-    # the busy job ended: `later` starts and the besteffort job is killed
+    # the busy job ended: the besteffort job is killed, then `later` starts
     set_state(db_url, busy, "Terminated", 0)
     out = round_at(fig, now + HOUR + SECURITY)
     assert out.endswith("1 besteffort kills.")
-    assert row(db_url, later)["state"] == "toLaunch"
+    assert row(db_url, later)["state"] == "Waiting"
     assert run_sql(db_url, "SELECT frag_id_job FROM frag_jobs") == [(best,)]
+    set_state(db_url, best, "Error")
+    round_at(fig, now + HOUR + SECURITY + 10)
+    assert row(db_url, later)["state"] == "toLaunch"
 
 
 # ------------------------------------------------------------------ dependencies

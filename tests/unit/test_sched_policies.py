@@ -93,6 +93,11 @@ def test_timesharing_views_are_built_once_per_key():
         def occupy(self, start, end, bits):
             self.taken.append((start, end, bits))
 
+        def copy(self):
+            other = FakeGantt()
+            other.taken = self.taken[:]
+            return other
+
     class FakePlacer:
         def __init__(self):
             self.gantt = FakeGantt()
@@ -117,6 +122,11 @@ def test_views_of_keys_without_jobs_to_come_are_dropped():
 
         def occupy(self, start, end, bits):
             self.taken.append((start, end, bits))
+
+        def copy(self):
+            other = FakeGantt()
+            other.taken = self.taken[:]
+            return other
 
     class FakePlacer:
         def __init__(self):

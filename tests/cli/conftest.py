@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
 import pytest
 
+from tests.helpers import Result
 from tests.sqlutil import raw_database
 
 
 
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import pytest
 
 from oar_appliance.conf import Config
 from oar_appliance.execution import LaunchError, SshConnector, connector_for
-from tests.nodeside.conftest import free_port, wait_for
+from tests.helpers import free_port
+from tests.nodeside.conftest import wait_for
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import conf_text_for
+from tests.helpers import Result, free_port
 from tests.sqlutil import raw_database
 from tests.testbed import Testbed
 
@@ -92,21 +92,6 @@ def sweep_stale_sudoers() -> list[str]:
             os.unlink(os.path.join(SUDOERS_DIR, name))
             removed.append(name)
     return removed
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
 
 
 class Site:

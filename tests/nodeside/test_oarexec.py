@@ -16,7 +16,8 @@ import pytest
 from oar_appliance.execution import LaunchError
 from oar_appliance.nodeside.oarexec import READY_LINE
 from oar_appliance.nodeside.runtime import pid_alive, read_pid
-from tests.nodeside.conftest import ReportServer, free_port, wait_for
+from tests.helpers import free_port
+from tests.nodeside.conftest import ReportServer, wait_for
 
 
 def read_env_dump(path) -> dict[str, str]:

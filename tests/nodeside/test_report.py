@@ -8,7 +8,8 @@ import pytest
 import zmq
 
 from oar_appliance.nodeside.report import end_report, send_once, send_until_acknowledged
-from tests.nodeside.conftest import ReportServer, free_port
+from tests.helpers import free_port
+from tests.nodeside.conftest import ReportServer
 
 
 def test_ipv6_server_address():

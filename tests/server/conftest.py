@@ -13,33 +13,19 @@ import glob
 import importlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import conf_text_for
+from tests.helpers import Result, free_port
 from tests.sqlutil import raw_database
 
 #: a bound for every wait of these tests
 WAIT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
 
 
 class Lab:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import socket
 import stat
 
-from tests.server.conftest import WAIT, free_port, wait_for
+from tests.helpers import free_port
+from tests.server.conftest import WAIT, wait_for
 from tests.smtp import smtp_server  # noqa: F401 (a fixture)
 
 

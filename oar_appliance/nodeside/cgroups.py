@@ -566,7 +566,8 @@ def own_cgroup(controller: str) -> str:
 
 def detect(mountinfo: str = "/proc/self/mountinfo") -> tuple[str, dict[str, str]] | None:
     """``("v1", {controller: mount point})`` when cpuset, memory and freezer are mounted
-    as cgroup v1 (with devices when it is mounted too), else ``("v2", {"": mount point})`` for a unified hierarchy, else None."""
+    as cgroup v1 (with devices when it is mounted too), else ``("v2", {"": mount point})``
+    for a unified hierarchy, else None."""
     v1: dict[str, str] = {}
     v2: list[str] = []
     try:
@@ -615,8 +616,7 @@ def manager_for(
     """The manager of a job on this node, chosen once.
 
     ``mode`` ``none``, or a job without cpus and without ``devices`` to deny:
-    :class:`ProcessGroupManager`.  ``auto``: a
-    cgroup manager when the host has writable cgroups (root, cpuset/memory/freezer of v1
+    :class:`ProcessGroupManager`.  ``auto``: a cgroup manager when the host has writable cgroups (root, cpuset/memory/freezer of v1
     or a unified v2 hierarchy with its controllers), else :class:`ProcessGroupManager`.
     ``cgroup``: a cgroup manager or :class:`CgroupError`.  ``hierarchy`` overrides
     :func:`detect` (``("v1", mounts)`` or ``("v2", {"": mount})``)."""

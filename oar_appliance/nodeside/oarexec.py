@@ -365,7 +365,8 @@ def _write_job_key(job: PreparedJob) -> None:
 
 def _prepare_manager(job: PreparedJob) -> None:
     """Choose the job resource manager, create the job's cgroup (its cpus, its share of
-    the node's memory, a freezer, the node's devices that are not the job's denied) and write ``job_<jobid>.manager`` for jobctl."""
+    the node's memory, a freezer, the node's devices that are not the job's denied) and
+    write ``job_<jobid>.manager`` for jobctl."""
     from oar_appliance.nodeside import cgroups
 
     data, files = job.data, job.files

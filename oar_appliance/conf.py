@@ -429,6 +429,10 @@ KEYS: Mapping[str, tuple[str, Any]] = MappingProxyType({
     "SUSPEND_RESUME_SCRIPT_TIMEOUT": (_INT, 60),
     "JOB_RESOURCE_MANAGER_PROPERTY_DB_FIELD": (_STR, "cpuset"),
     "JOB_RESOURCE_MANAGER_FILE": (_STR, "cpuset_manager.pl"),
+    # nodes: the resource column naming the device a resource stands for (a GPU's
+    # /dev/nvidia0): a job cannot open its node's devices that are not its resources'.
+    # Off when empty or when the resources table has no such column
+    "JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD": (_STR, "gpu_device"),
     # nodes: confine jobs in cgroups: auto (when the node can), cgroup (always; a node that
     # cannot refuses the job), none (process groups only)
     "JOB_RESOURCE_MANAGER": (_STR, "auto"),

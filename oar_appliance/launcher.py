@@ -37,7 +37,7 @@ import peewee
 from . import job_lifecycle as lifecycle
 from . import resources
 from .db import bulk, resource_table
-from .db.connection import backend_for
+from .db.connection import backend_for, quote_identifier
 from .execution.fanout import HOST
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,28 @@ def expand_output_path(template: str | None, job_id: int, name: str | None, dire
     return text if os.path.isabs(text) else os.path.join(directory or "/", text)
 
 
+def _node_devices(db: peewee.Database, config: Mapping[str, Any], columns: Sequence[str], jwhere: str,
+                  params: Sequence[Any]) -> dict[str, list[str]]:
+    """host -> the device paths (``JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD``) of all the
+    resources of that host, for every host of the batch's jobs, in one query; empty when the
+    field is not set, is not a column, or ``JOB_RESOURCE_MANAGER`` is ``none`` (nothing
+    confines the jobs, devices neither)."""
+    field = config.get("JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD") or ""
+    if not field or field not in columns or str(config.get("JOB_RESOURCE_MANAGER") or "auto") == "none":
+        return {}
+    column = quote_identifier(field)
+    found: dict[str, set[str]] = {}
+    for r in _fetch(db, f'SELECT DISTINCT n."network_address", n.{column} AS "device" FROM "resources" n '
+                        f'WHERE n.{column} IS NOT NULL AND n."network_address" IN ('
+                        'SELECT r."network_address" FROM "jobs" j '
+                        'JOIN "assigned_resources" a ON a."moldable_job_id" = j."assigned_moldable_job" '
+                        'JOIN "resources" r ON r."resource_id" = a."resource_id" '
+                        f'WHERE {jwhere})', params):
+        if str(r["device"]):
+            found.setdefault(r["network_address"], set()).add(str(r["device"]))
+    return {host: sorted(paths) for host, paths in found.items()}
+
+
 def _fetch(db: peewee.Database, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
     cursor = db.execute_sql(sql, list(params))
     names = [d[0] for d in cursor.description]
@@ -104,6 +126,8 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
                         'JOIN "resources" r ON r."resource_id" = a."resource_id" '
                         f'WHERE {jwhere} ORDER BY r."resource_id"', params):
         resources.setdefault(r.pop("oar_job_id"), []).append(r)
+    node_devices = _node_devices(db, config, columns, jwhere, params)
+    devices_field = config.get("JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD") or ""
 
     node_field = config.get("NODE_FILE_DB_FIELD", "network_address")
     distinct_field = config.get("NODE_FILE_DB_FIELD_DISTINCT_VALUES", "resource_id")
@@ -138,6 +162,11 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
                 cpusets.setdefault(r["network_address"], []).append(int(value))
         cpusets = {host: sorted(set(cpus)) for host, cpus in cpusets.items()}
         cpuset = cpusets.get(head, [])
+        devices: dict[str, list[str]] = {}
+        if node_devices:
+            for r in rows:
+                if r.get(devices_field) not in (None, ""):
+                    devices.setdefault(r["network_address"], []).append(str(r[devices_field]))
         properties = [" , ".join(f"{c} = '{'' if r.get(c) is None else r.get(c)}'" for c in shown)
                       for r in rows]
         directory = job["launching_directory"] or "/"
@@ -153,7 +182,10 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
                                               "OAR.%jobid%.stderr"),
             "walltime": int(job["moldable_walltime"] or 0), "hosts": hosts,
             "node_file_lines": node_file_lines, "resource_properties": properties,
-            "cpuset": cpuset, "array_id": job["array_id"], "array_index": job["array_index"],
+            "cpuset": cpuset,
+            # the job's devices on the head node, and all of its resources' (the others denied)
+            "devices": sorted(set(devices.get(head, []))), "node_devices": node_devices.get(head, []),
+            "array_id": job["array_id"], "array_index": job["array_index"],
             "checkpoint_signal": lifecycle.signal_name(job["checkpoint_signal"]),
             "checkpoint": job["checkpoint"] or 0,
             "challenge": challenges.get(job_id, {}).get("challenge") or "",
@@ -178,6 +210,8 @@ def build_job_data(db: peewee.Database, config: Mapping[str, Any], job_ids: Sequ
             "user", "job_resource_manager", "cgroup_base", "just_after_suspend_exec_file",
             "just_before_resume_exec_file", "suspend_resume_script_timeout", "job_key")}
         node_setup["cpusets"] = {host: cpusets.get(host, []) for host in nodes}
+        node_setup["devices"] = {host: sorted(set(devices.get(host, []))) for host in nodes}
+        node_setup["node_devices"] = {host: node_devices.get(host, []) for host in nodes}
         orders.append(LaunchOrder(job_id, head, data, job["info_type"], interactive,
                                   noop="noop" in job_types, hosts=hosts, nodes=nodes,
                                   node_setup=node_setup))

@@ -9,7 +9,10 @@ A job whose data names cpus (``cpuset``, from the resource column
 * a memory limit proportional to its cores: ``node memory x job cpus / node cpus``
   (node memory is ``MemTotal``, node cpus those of the cgroup root), see
   :func:`memory_share`,
-* a freezer, for suspend/resume (``oarhold -r`` / ``oarresume``).
+* a freezer, for suspend/resume (``oarhold -r`` / ``oarresume``),
+* the node's devices that are not the job's denied (devices controller, see
+  :func:`device_rules`): the resources' ``JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD`` column
+  names the device a resource stands for (a GPU's ``/dev/nvidia0``).
 
 Every process of the job, also one that left the job's session with ``setsid``, is in that
 cgroup, so ``clean`` (freeze, KILL every task, thaw, wait until empty, remove) leaves
@@ -37,6 +40,7 @@ import errno
 import json
 import os
 import signal
+import stat
 import time
 from typing import Any
 
@@ -50,6 +54,7 @@ __all__ = [
     "CgroupV2Manager",
     "ProcessGroupManager",
     "cgroup_name",
+    "device_rules",
     "memory_share",
     "node_cpus",
     "node_memory",
@@ -65,6 +70,8 @@ MODES = ("auto", "cgroup", "none")
 #: the parent of the jobs' cgroups in each hierarchy on a node
 DEFAULT_BASE = "/oar"
 V1_CONTROLLERS = ("cpuset", "memory", "freezer")
+#: used only for a job that must not open some of the node's devices
+V1_DEVICES = "devices"
 #: how long a freeze, or the end of the killed tasks, may take
 SETTLE_TIMEOUT = 10.0
 
@@ -89,6 +96,36 @@ def _write(path: str, value: str) -> None:
             stream.write(value)
     except OSError as exc:
         raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
+
+
+def device_rules(job_devices: list[str], node_devices: list[str]) -> list[str]:
+    """The ``devices.deny`` lines (``c MAJOR:MINOR rwm``, ``b`` for a block device) of the
+    node's devices that are not the job's: ``node_devices`` are the device paths of all the
+    node's resources, ``job_devices`` those of the job's resources on this node.  A device
+    the job has under another path stays open to it.  A path to deny that is missing or not
+    a device is a :class:`CgroupError` (the node is not as its resources say)."""
+    def rule(path: str) -> str:
+        try:
+            mode = os.stat(path)
+        except OSError as exc:
+            raise CgroupError(f"cannot deny the device {path}: {exc.strerror}") from None
+        if stat.S_ISCHR(mode.st_mode):
+            kind = "c"
+        elif stat.S_ISBLK(mode.st_mode):
+            kind = "b"
+        else:
+            raise CgroupError(f"cannot deny the device {path}: not a device")
+        return f"{kind} {os.major(mode.st_rdev)}:{os.minor(mode.st_rdev)} rwm"
+
+    kept = set(job_devices)
+    denied = {rule(path) for path in set(node_devices) - kept}
+    own = set()
+    for path in kept:
+        try:
+            own.add(rule(path))
+        except CgroupError:
+            pass  # the job's own device missing here: nothing of it to keep open
+    return sorted(denied - own)
 
 
 def parse_cpu_list(text: str) -> list[int]:
@@ -198,7 +235,9 @@ def _kill_each(pids: set[int], sig: int) -> int:
 class JobResourceManager:
     """Where a job's processes are, on one node.
 
-    ``init`` sets the job's place up (before its command starts), ``attach(pid)`` puts a
+    ``init`` sets the job's place up (before its command starts; ``denied_devices`` are
+    :func:`device_rules` lines, refused with :class:`CgroupError` by a manager that cannot
+    enforce them), ``attach(pid)`` puts a
     process there (the command, before it runs the user's shell), ``pids`` lists the live
     ones, ``freeze``/``thaw`` stop and continue them all, ``clean`` kills them all and
     removes the place (idempotent: cleaning a cleaned job is a success).  ``signal``,
@@ -207,7 +246,7 @@ class JobResourceManager:
 
     kind = "abstract"
 
-    def init(self, cpus: list[int], memory_limit: int | None) -> None:
+    def init(self, cpus: list[int], memory_limit: int | None, denied_devices: list[str] = ()) -> None:
         raise NotImplementedError
 
     def attach(self, pid: int) -> None:
@@ -277,8 +316,10 @@ class ProcessGroupManager(JobResourceManager):
         # read each time: oarexec writes the process group once the command started
         return ProcessGroupJobProcesses.from_files(self.files, self.exclude)
 
-    def init(self, cpus: list[int], memory_limit: int | None) -> None:
-        pass
+    def init(self, cpus: list[int], memory_limit: int | None, denied_devices: list[str] = ()) -> None:
+        if denied_devices:
+            raise CgroupError("the job must not open some devices of this node, and without cgroup v1 "
+                              "(root, a devices hierarchy) nothing can keep it from them")
 
     def attach(self, pid: int) -> None:
         pass  # the command's process group is the job's place
@@ -303,8 +344,9 @@ class ProcessGroupManager(JobResourceManager):
 
 
 class CgroupV1Manager(JobResourceManager):
-    """cgroup v1: one directory per controller (cpuset, memory, freezer), ``paths`` maps a
-    controller to the job's cgroup directory in its hierarchy."""
+    """cgroup v1: one directory per controller (cpuset, memory, freezer, and devices for a
+    job that must not open some devices), ``paths`` maps a controller to the job's cgroup
+    directory in its hierarchy."""
 
     kind = "cgroup_v1"
 
@@ -312,11 +354,13 @@ class CgroupV1Manager(JobResourceManager):
         self.paths = dict(paths)
 
     @classmethod
-    def for_job(cls, mounts: dict[str, str], base: str, name: str) -> CgroupV1Manager:
-        """The job's cgroup ``<base>/<name>`` under each controller's mount point; a
-        relative ``base`` is taken inside this process's own cgroup of each hierarchy."""
+    def for_job(cls, mounts: dict[str, str], base: str, name: str, devices: bool = False) -> CgroupV1Manager:
+        """The job's cgroup ``<base>/<name>`` under each controller's mount point (the
+        devices one too when ``devices`` and mounted); a relative ``base`` is taken inside
+        this process's own cgroup of each hierarchy."""
         paths = {}
-        for controller in V1_CONTROLLERS:
+        wanted = V1_CONTROLLERS + ((V1_DEVICES,) if devices and V1_DEVICES in mounts else ())
+        for controller in wanted:
             parent = base if base.startswith("/") else own_cgroup(controller).rstrip("/") + "/" + base
             paths[controller] = os.path.join(mounts[controller], parent.strip("/"), name)
         return cls(paths)
@@ -324,7 +368,10 @@ class CgroupV1Manager(JobResourceManager):
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "paths": self.paths}
 
-    def init(self, cpus: list[int], memory_limit: int | None) -> None:
+    def init(self, cpus: list[int], memory_limit: int | None, denied_devices: list[str] = ()) -> None:
+        if denied_devices and V1_DEVICES not in self.paths:
+            raise CgroupError("the job must not open some devices of this node, which has no cgroup v1 "
+                              "devices hierarchy")
         for controller, path in self.paths.items():
             self._make(controller, path)
         cpuset = self.paths.get("cpuset")
@@ -336,6 +383,8 @@ class CgroupV1Manager(JobResourceManager):
             memsw = os.path.join(memory, "memory.memsw.limit_in_bytes")
             if os.path.exists(memsw):  # swap counts too (the limit first: memsw >= memory)
                 _write(memsw, str(int(memory_limit)))
+        for rule in denied_devices:  # a new cgroup allows what its parent allows
+            _write(os.path.join(self.paths[V1_DEVICES], "devices.deny"), rule)
 
     def _make(self, controller: str, path: str) -> None:
         """mkdir -p; a new cpuset directory takes its parent's cpus and memory nodes (a
@@ -421,7 +470,10 @@ class CgroupV2Manager(JobResourceManager):
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "mount": self.mount}
 
-    def init(self, cpus: list[int], memory_limit: int | None) -> None:
+    def init(self, cpus: list[int], memory_limit: int | None, denied_devices: list[str] = ()) -> None:
+        if denied_devices:  # before any mkdir: a refused job leaves nothing behind
+            raise CgroupError("the job must not open some devices of this node, and cgroup v2 has no "
+                              "devices files (only a BPF program could deny them)")
         wanted = [c for c, needed in (("cpuset", bool(cpus)), ("memory", bool(memory_limit))) if needed]
         missing = []
         current = self.path
@@ -514,7 +566,8 @@ def own_cgroup(controller: str) -> str:
 
 def detect(mountinfo: str = "/proc/self/mountinfo") -> tuple[str, dict[str, str]] | None:
     """``("v1", {controller: mount point})`` when cpuset, memory and freezer are mounted
-    as cgroup v1, else ``("v2", {"": mount point})`` for a unified hierarchy, else None."""
+    as cgroup v1 (with devices when it is mounted too), else ``("v2", {"": mount point})``
+    for a unified hierarchy, else None."""
     v1: dict[str, str] = {}
     v2: list[str] = []
     try:
@@ -530,7 +583,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo") -> tuple[str, dict[str, str]
         point = fields[4].replace("\\040", " ")
         if extra[0] == "cgroup":
             for option in extra[2].split(","):
-                if option in V1_CONTROLLERS and option not in v1:
+                if option in V1_CONTROLLERS + (V1_DEVICES,) and option not in v1:
                     v1[option] = point
         elif extra[0] == "cgroup2":
             v2.append(point)
@@ -558,17 +611,18 @@ def manager_for(
     exclude: set[int] | None = None,
     base: str = DEFAULT_BASE,
     hierarchy: tuple[str, dict[str, str]] | None = None,
+    devices: bool = False,
 ) -> JobResourceManager:
     """The manager of a job on this node, chosen once.
 
-    ``mode`` ``none``, or a job without cpus: :class:`ProcessGroupManager`.  ``auto``: a
-    cgroup manager when the host has writable cgroups (root, cpuset/memory/freezer of v1
+    ``mode`` ``none``, or a job without cpus and without ``devices`` to deny:
+    :class:`ProcessGroupManager`.  ``auto``: a cgroup manager when the host has writable cgroups (root, cpuset/memory/freezer of v1
     or a unified v2 hierarchy with its controllers), else :class:`ProcessGroupManager`.
     ``cgroup``: a cgroup manager or :class:`CgroupError`.  ``hierarchy`` overrides
     :func:`detect` (``("v1", mounts)`` or ``("v2", {"": mount})``)."""
     if mode not in MODES:
         raise CgroupError(f"unknown job resource manager {mode!r} (one of {', '.join(MODES)})")
-    if mode == "none" or (not cpus and mode == "auto"):
+    if mode == "none" or (not cpus and not devices and mode == "auto"):
         return ProcessGroupManager(files, exclude)
     found = hierarchy or detect()
     if found is None or not _writable(list(found[1].values())):
@@ -578,7 +632,7 @@ def manager_for(
         return ProcessGroupManager(files, exclude)
     name = cgroup_name(user, job_id)
     if found[0] == "v1":
-        return CgroupV1Manager.for_job(found[1], base, name)
+        return CgroupV1Manager.for_job(found[1], base, name, devices)
     return CgroupV2Manager.for_job(found[1][""], base, name)
 
 

@@ -53,7 +53,8 @@ class UnknownUserError(OarError):
 
 def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobResourceManager:
     """Set this node (named ``host`` in the job data) up for the job described by
-    ``data`` (``user``, ``cpusets`` = {host: [cpus]}, ``job_resource_manager``,
+    ``data`` (``user``, ``cpusets`` = {host: [cpus]}, ``devices`` and ``node_devices`` =
+    {host: [device paths]} (the job's and all of the host's), ``job_resource_manager``,
     ``cgroup_base`` and the suspend/resume scripts)."""
     user = data.get("user")
     if not isinstance(user, str) or not user:
@@ -69,6 +70,7 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
         cpus = sorted({int(cpu) for cpu in cpusets.get(host, [])})
     except (TypeError, ValueError):
         raise UsageError(f"bad cpus for {host}: {cpusets.get(host)!r}") from None
+    job_devices, node_devices = (_host_paths(data, key, host) for key in ("devices", "node_devices"))
     try:
         os.makedirs(files.runtime_dir, mode=0o755, exist_ok=True)
     except OSError as exc:
@@ -77,12 +79,14 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
     if problem:
         raise PrepareError(f"unsafe runtime directory: {problem}")
     try:
+        denied = cgroups.device_rules(job_devices, node_devices)
         manager = cgroups.manager_for(str(data.get("job_resource_manager") or "auto"), user, files.job_id,
-                                      cpus, files, base=str(data.get("cgroup_base") or cgroups.DEFAULT_BASE))
+                                      cpus, files, base=str(data.get("cgroup_base") or cgroups.DEFAULT_BASE),
+                                      devices=bool(denied))
         memory = None
         if cpus:
             memory = cgroups.memory_share(cgroups.node_memory(), len(cpus), len(cgroups.node_cpus()))
-        manager.init(cpus, memory)
+        manager.init(cpus, memory, denied)
     except (cgroups.CgroupError, OSError, ValueError) as exc:
         raise PrepareError(f"cannot set up the job's cgroup: {exc}") from None
     if data.get("job_key"):
@@ -95,6 +99,15 @@ def prepare(files: JobFiles, data: dict[str, Any], host: str) -> cgroups.JobReso
         "user": user,
     })
     return manager
+
+
+def _host_paths(data: dict[str, Any], key: str, host: str) -> list[str]:
+    """``data[key][host]``: a list of device paths (none when absent)."""
+    mapping = data.get(key) or {}
+    paths = (mapping.get(host) or []) if isinstance(mapping, dict) else None
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+        raise UsageError(f"{key} must map each host to a list of absolute device paths")
+    return paths
 
 
 def write_job_key(files: JobFiles, text: Any) -> None:

@@ -169,7 +169,7 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
     "report_try_timeout": _NUMBER, "report_max_backoff": _NUMBER,
     "array_id": (int,), "array_index": (int,), "checkpoint_signal": (int, str),
     "node_file_lines": (list,), "resource_properties": (list,), "cpuset": (list,),
-    "hosts": (list,), "types": (list,),
+    "devices": (list,), "node_devices": (list,), "hosts": (list,), "types": (list,),
     "interactive": (bool,), "debug": (bool,), "login_shell": (bool,),
 }
 
@@ -365,19 +365,25 @@ def _write_job_key(job: PreparedJob) -> None:
 
 def _prepare_manager(job: PreparedJob) -> None:
     """Choose the job resource manager, create the job's cgroup (its cpus, its share of
-    the node's memory, a freezer) and write ``job_<jobid>.manager`` for jobctl."""
+    the node's memory, a freezer, the node's devices that are not the job's denied) and
+    write ``job_<jobid>.manager`` for jobctl."""
     from oar_appliance.nodeside import cgroups
 
     data, files = job.data, job.files
     mode = data.get("job_resource_manager") or "auto"
     cpus = [int(cpu) for cpu in data.get("cpuset") or []]
+    devices = [data.get("devices") or [], data.get("node_devices") or []]
+    if not all(isinstance(path, str) and path.startswith("/") for paths in devices for path in paths):
+        raise SetupError(Codes.JOB_DATA, "the job data's devices and node_devices must be absolute paths")
     try:
+        denied = cgroups.device_rules(*devices)
         job.manager = cgroups.manager_for(mode, job.user.pw_name, job.job_id, cpus, files,
-                                          base=data.get("cgroup_base") or cgroups.DEFAULT_BASE)
+                                          base=data.get("cgroup_base") or cgroups.DEFAULT_BASE,
+                                          devices=bool(denied))
         memory = None
         if cpus:
             memory = cgroups.memory_share(cgroups.node_memory(), len(cpus), len(cgroups.node_cpus()))
-        job.manager.init(cpus, memory)
+        job.manager.init(cpus, memory, denied)
     except (cgroups.CgroupError, OSError, ValueError) as exc:
         raise SetupError(Codes.INTERNAL, f"cannot set up the job's cgroup: {exc}") from None
     timeout = data.get("suspend_resume_script_timeout")

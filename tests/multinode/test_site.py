@@ -299,3 +299,51 @@ def test_a_hold_that_cannot_reach_a_node_suspects_it_and_ends_the_job(site):
     wait_for(lambda: site.node_states()["node2"] == {"Alive"}, what="finaud to bring node2 back")
     assert site.jobctl("node2", "clean", job_id).returncode == 0
     _nothing_left(site, job_id)
+
+
+DEVICES = {0: "/dev/full", 1: "/dev/zero"}  # each host's core 0 and core 1 (harmless devices)
+#: "ok" or "denied" for each of DEVICES, in order
+DEVICE_PROBE = ("for d in " + " ".join(DEVICES.values()) + "; do "
+                "head -c 1 $d > /dev/null 2>> {errors} && echo ok || echo denied; done")
+
+
+def _devices_seen_from(site, host: str, job_id: int) -> list[str]:
+    """What a process put in the job's devices cgroup on ``host`` gets opening DEVICES."""
+    procs = site.job_cgroup(host, "devices", job_id) / "cgroup.procs"
+    probe = subprocess.run(["sh", "-c", DEVICE_PROBE.format(errors="/dev/null")], capture_output=True,
+                           text=True, timeout=30, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    return probe.stdout.split()
+
+
+def test_a_job_opens_the_devices_of_its_resources_and_not_the_others(site):
+    """The resources' gpu_device column (JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD's default):
+    on both nodes of the job, the device of its core opens, the other core's does not."""
+    site.stop_server()
+    assert site.admin("oarproperty", "-a", "gpu_device", "-c").rc == 0
+    for resource_id, cpuset in site.sql('SELECT "resource_id", "cpuset" FROM "resources"'):
+        result = site.admin("oarnodesetting", "-r", str(resource_id), "-p", f"gpu_device={DEVICES[int(cpuset)]}")
+        assert result.rc == 0, result.err
+    site.start_server()
+    work, go = site.work, site.work / "go"
+    job_id = site.oarsub("-l", "/nodes=2/core=1",
+                         f"({DEVICE_PROBE.format(errors=work / 'head.err')}) > {work}/head; touch {work}/ready; while [ ! -e {go} ]; do sleep 0.05; done")
+    site.wait_state(job_id, "Running")
+    wait_for(lambda: (work / "ready").exists(), what="the job's first lines")
+    try:
+        mine = dict(site.sql('SELECT r."network_address", r."gpu_device" FROM "resources" r JOIN "assigned_resources" a '
+                             'ON a."resource_id" = r."resource_id" JOIN "jobs" j ON j."assigned_moldable_job" = '
+                             'a."moldable_job_id" WHERE j."job_id" = ?', [job_id]))
+        assert sorted(mine) == ["node1", "node2"]
+
+        def expected(host):
+            return ["ok" if path == mine[host] else "denied" for path in DEVICES.values()]
+
+        assert _read(work / "head").split() == expected("node1"), _read(work / "head.err")
+        assert "Operation not permitted" in _read(work / "head.err")
+        assert _devices_seen_from(site, "node2", job_id) == expected("node2")
+        assert not site.job_cgroup("node3", "devices", job_id).exists()
+    finally:
+        go.touch()
+    assert site.wait_state(job_id, "Terminated", "Error") == "Terminated", site.log_tail()
+    _nothing_left(site, job_id)
+    assert not any(site.job_cgroup(h.name, "devices", job_id).exists() for h in site.bed.hosts)

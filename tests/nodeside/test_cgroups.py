@@ -165,6 +165,48 @@ def test_choice_without_cgroups(tmp_path):
         manager_for("sometimes", "alice", 7, [0], files)
 
 
+def _rule(path: str, kind: str = "c") -> str:
+    rdev = os.stat(path).st_rdev
+    return f"{kind} {os.major(rdev)}:{os.minor(rdev)} rwm"
+
+
+def test_device_rules_deny_the_node_devices_that_are_not_the_jobs(tmp_path):
+    assert cgroups.device_rules(["/dev/full"], ["/dev/full", "/dev/zero"]) == [_rule("/dev/zero")]
+    assert cgroups.device_rules([], ["/dev/full", "/dev/zero"]) == sorted([_rule("/dev/full"), _rule("/dev/zero")])
+    assert cgroups.device_rules(["/dev/full"], ["/dev/full"]) == []
+    assert cgroups.device_rules([], []) == []
+    # the job's device under another name stays open to it
+    (tmp_path / "mine").symlink_to("/dev/zero")
+    assert cgroups.device_rules([str(tmp_path / "mine")], ["/dev/zero", "/dev/full"]) == [_rule("/dev/full")]
+    block = next((str(p) for p in sorted(Path("/dev").glob("loop[0-9]*")) if p.is_block_device()), None)
+    if block is not None:  # a block device is denied as "b"
+        assert cgroups.device_rules([], [block]) == [_rule(block, "b")]
+    # a device to deny that this node lacks, or a file that is no device: the node is wrong
+    with pytest.raises(cgroups.CgroupError, match="/dev/no-such-gpu"):
+        cgroups.device_rules([], ["/dev/no-such-gpu"])
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(cgroups.CgroupError, match="not a device"):
+        cgroups.device_rules([], [str(tmp_path / "plain")])
+
+
+def test_devices_cannot_be_denied_without_cgroup_v1(tmp_path):
+    """cgroup v2 has no devices files (a BPF program would be needed), a process group no
+    confinement: a job with devices to deny is refused, and nothing is created (the v2
+    tree is a plain directory here: v2 controllers are absent on this host)."""
+    files = JobFiles(str(tmp_path), 7)
+    with pytest.raises(cgroups.CgroupError, match="cgroup v2 has no devices"):
+        cgroups.CgroupV2Manager(str(tmp_path / "v2" / "oar" / "alice_7")).init([0], None, [_rule("/dev/zero")])
+    assert not (tmp_path / "v2").exists()
+    with pytest.raises(cgroups.CgroupError, match="without cgroup v1"):
+        ProcessGroupManager(files).init([], None, [_rule("/dev/zero")])
+    ProcessGroupManager(files).init([], None, [])  # nothing to deny: fine
+    # a v1 node without a devices hierarchy refuses before creating anything
+    manager = CgroupV1Manager({"cpuset": str(tmp_path / "cpuset" / "alice_7")})
+    with pytest.raises(cgroups.CgroupError, match="no cgroup v1 devices hierarchy"):
+        manager.init([0], None, [_rule("/dev/zero")])
+    assert not (tmp_path / "cpuset").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # cgroup v1, for real
 # --------------------------------------------------------------------------------------------
@@ -182,6 +224,45 @@ def test_v1_job_processes_are_in_their_cgroup_on_their_cpus(v1_job, tmp_path):
         assert status_field(pid, "Cpus_allowed_list") == "0"
     assert proc.pid in manager.pids()
     assert int(Path(manager.paths["memory"], "memory.limit_in_bytes").read_text()) == 256 << 20
+
+
+DEVICE_PROBE = """import errno
+for path in ('/dev/full', '/dev/zero'):
+    try:
+        with open(path, 'rb') as f: print(path, len(f.read(4)))
+    except OSError as exc: print(path, errno.errorcode[exc.errno], exc.strerror)
+"""
+
+
+def probe_devices(manager: cgroups.JobResourceManager) -> list[str]:
+    """What a process of the job's cgroup gets reading /dev/full and /dev/zero."""
+    result = subprocess.run([sys.executable, "-c", DEVICE_PROBE], capture_output=True, text=True, timeout=30,
+                            preexec_fn=lambda: manager.attach(os.getpid()))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_v1_job_opens_its_device_and_not_the_others(tmp_path):
+    """The job of the /dev/full resource, on a node whose resources are /dev/full and
+    /dev/zero: it reads /dev/full, opening /dev/zero is not permitted, and this test
+    process (not in the cgroup) still opens both."""
+    needs_v1()
+    if "devices" not in HIERARCHY[1]:
+        pytest.skip("this host has no cgroup v1 devices hierarchy")
+    files = JobFiles(str(tmp_path), 4243)
+    denied = cgroups.device_rules(["/dev/full"], ["/dev/full", "/dev/zero"])
+    manager = manager_for("auto", "root", 4243, [], files, base=_base(), devices=bool(denied))
+    assert isinstance(manager, CgroupV1Manager) and "devices" in manager.paths  # no cpus: a cgroup all the same
+    try:
+        manager.init([], None, denied)
+        assert Path(manager.paths["devices"], "devices.list").read_text().split("\n")[0] == "a *:* rwm"
+        assert probe_devices(manager) == ["/dev/full 4", "/dev/zero EPERM Operation not permitted"]
+        with open("/dev/zero", "rb") as stream:
+            assert stream.read(1) == b"\0"
+    finally:
+        assert manager.clean()
+        _remove_bases(manager)
+    assert not any(os.path.exists(path) for path in manager.paths.values())
 
 
 def test_v1_memory_limit_stops_a_hungry_process(v1_job):
@@ -275,6 +356,26 @@ def test_oarexec_runs_the_job_in_its_cgroup_and_jobctl_cleans_it(jobs, report_se
         assert result.returncode == 0, result.stderr
         assert not any(os.path.exists(path) for path in manager.paths.values())
         assert not os.path.exists(files.manager)
+    finally:
+        manager.clean()
+        _remove_bases(manager)
+
+
+def test_oarexec_job_opens_its_device_and_not_the_others(jobs, report_server):
+    """The head node from oarexec's job data: ``devices`` (the job's) and ``node_devices``
+    (all of this node's)."""
+    needs_v1()
+    if "devices" not in HIERARCHY[1]:
+        pytest.skip("this host has no cgroup v1 devices hierarchy")
+    command = "head -c 4 /dev/full | wc -c > full; head -c 1 /dev/zero > /dev/null 2> zero; echo $? > rc"
+    data = _cgroup_job(jobs, command, devices=["/dev/full"], node_devices=["/dev/full", "/dev/zero"])
+    files = jobs.start(data)
+    manager = cgroups.manager_from_files(files)
+    try:
+        assert report_server.wait_report()["oarexec_code"] == 0
+        assert (jobs.workdir / "full").read_text().strip() == "4"
+        assert "Operation not permitted" in (jobs.workdir / "zero").read_text()
+        assert (jobs.workdir / "rc").read_text().strip() == "1"
     finally:
         manager.clean()
         _remove_bases(manager)

@@ -15,7 +15,7 @@ import pytest
 
 from oar_appliance.nodeside import cgroups, jobctl, node_setup
 from oar_appliance.nodeside.runtime import JobFiles
-from tests.nodeside.test_cgroups import _base, _remove_bases, needs_v1
+from tests.nodeside.test_cgroups import HIERARCHY, _base, _remove_bases, needs_v1, probe_devices
 
 
 def _jobctl(argv: list[str], stdin: str = "") -> tuple[int, str]:
@@ -56,7 +56,50 @@ def test_prepare_makes_the_cgroup_of_this_node_and_clean_removes_it(tmp_path, jo
         _remove_bases(manager)
 
 
+def test_prepare_denies_the_devices_of_this_node_that_are_not_the_jobs(tmp_path, job_account):
+    """This node ("here") has the /dev/full and /dev/zero resources, the job the first."""
+    needs_v1()
+    if "devices" not in HIERARCHY[1]:
+        pytest.skip("this host has no cgroup v1 devices hierarchy")
+    runtime = tmp_path / "runtime"
+    data = {"user": job_account, "cpusets": {"here": [0]}, "job_resource_manager": "cgroup",
+            "cgroup_base": _base(), "devices": {"here": ["/dev/full"], "elsewhere": ["/dev/gpu9"]},
+            "node_devices": {"here": ["/dev/full", "/dev/zero"], "elsewhere": ["/dev/gpu8", "/dev/gpu9"]}}
+    rc, err = _jobctl(["prepare", "--job-id", "43", "--runtime-dir", str(runtime), "--host", "here"],
+                      json.dumps(data))
+    assert rc == 0, err
+    manager = cgroups.manager_from_files(JobFiles(str(runtime), 43))
+    try:
+        assert isinstance(manager, cgroups.CgroupV1Manager)
+        assert manager.paths["devices"].endswith(f"/oar/{job_account}_43")
+        assert probe_devices(manager) == ["/dev/full 4", "/dev/zero EPERM Operation not permitted"]
+        rc, err = _jobctl(["clean", "--job-id", "43", "--runtime-dir", str(runtime)])
+        assert rc == 0, err
+        assert not any(os.path.exists(p) for p in manager.paths.values())
+    finally:
+        manager.clean()
+        _remove_bases(manager)
+
+
+def test_prepare_refuses_devices_it_cannot_deny(tmp_path, job_account):
+    """A device to deny that this node lacks: code 70, nothing left (the server suspects the
+    node); the same with a manager that cannot deny devices (none without cgroups)."""
+    runtime = tmp_path / "runtime"
+    for manager in ("cgroup", "none"):
+        data = {"user": job_account, "cpusets": {"here": [0]}, "job_resource_manager": manager,
+                "cgroup_base": _base(), "devices": {"here": []},
+                "node_devices": {"here": ["/dev/no-such-gpu" if manager == "cgroup" else "/dev/zero"]}}
+        rc, err = _jobctl(["prepare", "--job-id", "44", "--runtime-dir", str(runtime), "--host", "here"],
+                          json.dumps(data))
+        assert rc == 70 and err.startswith("#ERROR: cannot set up the job's cgroup: "), err
+        assert ("/dev/no-such-gpu" if manager == "cgroup" else "without cgroup v1") in err
+        assert not (runtime / "job_44.manager").exists()
+
+
 @pytest.mark.parametrize("data, code", [
+    ({"user": "root", "cpusets": {}, "node_devices": {"here": "/dev/zero"}}, 2),
+    ({"user": "root", "cpusets": {}, "devices": {"here": ["dev/zero"]}}, 2),
+
     ({"user": "no-such-user-oartest", "cpusets": {}}, 7),
     ({"user": "root", "cpusets": {"here": "0-1"}}, 2),
     ({"cpusets": {}}, 2),

@@ -461,7 +461,8 @@ def test_a_failure_of_oarexec_after_ready_is_still_reported(jobs, report_server)
 
 def test_job_data_of_the_wrong_type_is_code_30(jobs):
     for key, value in (("walltime", "1:00:00"), ("prologue", 5), ("interactive", 1),
-                       ("node_file_lines", "node-1"), ("array_id", True)):
+                       ("node_file_lines", "node-1"), ("array_id", True), ("node_devices", "/dev/zero"),
+                       ("devices", ["dev/full"])):
         with pytest.raises(LaunchError) as caught:
             jobs.start(jobs.data("true", **{key: value}))
         assert caught.value.oarexec_code == 30 and key in str(caught.value), key

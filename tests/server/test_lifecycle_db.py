@@ -124,3 +124,38 @@ def test_job_data_carries_the_job_key(lab):
         assert orders[without]["job_key"] is None
     finally:
         db.close()
+
+
+def test_job_data_carries_the_devices_of_its_nodes(lab):
+    """Each node's data: the devices of the job's resources there, and of all the node's
+    resources (the node denies the difference); none without the column or with
+    ``JOB_RESOURCE_MANAGER=none``."""
+    assert lab.cmd("oarproperty", "-a", "gpu_device", "-c").rc == 0
+    rows = lab.sql('SELECT "resource_id", "network_address" FROM "resources" ORDER BY "resource_id"')
+    for resource_id, _ in rows:  # node-1: /dev/gpu1, /dev/gpu2; node-2: /dev/gpu3, none
+        if resource_id != rows[-1][0]:
+            assert lab.cmd("oarnodesetting", "-r", str(resource_id), "-p",
+                           f"gpu_device=/dev/gpu{resource_id}").rc == 0
+    first, second = rows[0][1], rows[-1][1]
+    job_id = lab.oarsub("-l", "/nodes=2/core=1", "true")
+    config, db = _setup(lab)
+    config = {**config, "JOB_RESOURCE_MANAGER": "auto"}  # the lab's is none
+    try:
+        now = int(time.time())
+        assert metasched.run_round(db, config, now).to_launch == [job_id]
+        (order,) = launcher.build_job_data(db, config, [job_id])
+        setup = order.node_setup
+        assert set(setup["node_devices"]) == {first, second} == set(setup["devices"])
+        assert setup["node_devices"] == {first: ["/dev/gpu1", "/dev/gpu2"], second: ["/dev/gpu3"]}
+        # one core on each node: one of the node's devices (or none: node-2's 2nd core)
+        assert len(setup["devices"][first]) == 1 and set(setup["devices"][first]) < {"/dev/gpu1", "/dev/gpu2"}
+        assert set(setup["devices"][second]) <= {"/dev/gpu3"}
+        head = order.head
+        assert (order.data["devices"], order.data["node_devices"]) == (setup["devices"][head],
+                                                                       setup["node_devices"][head])
+        for off in ({"JOB_RESOURCE_MANAGER": "none"}, {"JOB_RESOURCE_MANAGER_DEVICES_DB_FIELD": "no_such"}):
+            (order,) = launcher.build_job_data(db, {**config, **off}, [job_id])
+            assert order.node_setup["node_devices"] == {first: [], second: []}
+            assert order.data["devices"] == [] and order.data["node_devices"] == []
+    finally:
+        db.close()

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import email
-import socket
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 @pytest.fixture
@@ -30,7 +25,7 @@ def smtp_server():
             return "250 OK"
 
     handler = Keep()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     handler.address = f"127.0.0.1:{controller.port}"
     yield handler

@@ -21,7 +21,11 @@ def test_mail_running_and_end_reach_the_smtp_server(lab, smtp_server):
     lab.start_server()
     job_id = lab.oarsub("-n", "mailed", "--notify", "mail:user@example.org", "true")
     assert lab.wait_state(job_id, "Terminated", "Error") == "Terminated"
-    wait_for(lambda: len(smtp_server.messages) >= 2, what="two mails")
+    try:
+        wait_for(lambda: len(smtp_server.messages) >= 2, what="two mails")
+    except AssertionError as exc:  # say why: a failed delivery is an event and a log line
+        raise AssertionError(f"{exc}; received {_tags(smtp_server.messages)}, events "
+                             f"{lab.events(job_id)}, server log:\n{lab.log_tail()}") from None
     assert sorted(_tags(smtp_server.messages)) == ["END", "RUNNING"]
     for mail_from, rcpt, message in smtp_server.messages:
         assert mail_from == "oar@cluster.example" and rcpt == ["user@example.org"]
